@@ -1,0 +1,262 @@
+//! Host configuration: one TOML file, overridable field by field from the environment.
+//!
+//! Every field has a default, so an empty file is a valid configuration for a local setup.
+//! Unknown fields are rejected, and cross-field rules are checked by [`Config::load`] before
+//! anything starts. Environment variables override the file: `PROJECTOR_<SECTION>__<FIELD>`,
+//! for example `PROJECTOR_POSTGRES__URL` or `PROJECTOR_KAFKA__BROKERS`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole host configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where events come from.
+    pub kafka: KafkaConfig,
+    /// Where read models, per-key state and offsets are stored.
+    pub postgres: PostgresConfig,
+    /// Which projection plugins to run and the sandbox every call runs in.
+    pub plugins: PluginsConfig,
+    /// How events are grouped into batches.
+    pub pipeline: PipelineConfig,
+}
+
+/// The Kafka source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic holding the order events.
+    pub topic: String,
+    /// Prefix of each projection's consumer group: the group is
+    /// `<group_prefix>.<projection name>.v<version>`.
+    pub group_prefix: String,
+    /// Consumer session timeout in milliseconds: how long the group waits for a silent
+    /// member before reassigning its partitions.
+    pub session_timeout_ms: u32,
+    /// Consumer heartbeat interval in milliseconds; must be below the session timeout.
+    pub heartbeat_interval_ms: u32,
+    /// Extra librdkafka client properties, passed through as given
+    /// (for example `"security.protocol" = "SSL"`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "order-events".into(),
+            group_prefix: "projector".into(),
+            session_timeout_ms: 6_000,
+            heartbeat_interval_ms: 500,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The PostgreSQL sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection URL, e.g. `postgres://projector:secret@127.0.0.1:5432/projector`.
+    pub url: String,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/projector".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+/// Projection plugins and their sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directory scanned at start for `*.wasm` projection components.
+    pub dir: PathBuf,
+    /// Directory for compiled plugin artifacts, so a restart does not recompile.
+    pub cache_dir: PathBuf,
+    /// Longest time one plugin call (one chunk of a batch) may run, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Largest linear memory one plugin instance may grow to, in MiB.
+    pub max_memory_mib: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: "plugins".into(),
+            cache_dir: ".projector/cache".into(),
+            call_timeout_ms: 5_000,
+            max_memory_mib: 256,
+        }
+    }
+}
+
+/// Batching of events through a projection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Most events in one batch: one database transaction.
+    pub max_batch_events: usize,
+    /// Longest time to wait for a batch to fill before applying it, in milliseconds.
+    pub max_batch_wait_ms: u64,
+    /// Most events handed to the plugin in one call; a batch may take several calls.
+    pub events_per_call: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 2_000,
+            max_batch_wait_ms: 100,
+            events_per_call: 500,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be parsed.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// A value is out of range or contradicts another.
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads the defaults, then the TOML file if given, then `PROJECTOR_*` environment
+    /// variables, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    field: "--config",
+                    message: format!("file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("PROJECTOR_").split("__"));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document (no environment), for tests and tools.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_string(),
+            })
+        };
+        if self.kafka.brokers.trim().is_empty() {
+            return invalid("kafka.brokers", "must name at least one broker");
+        }
+        if self.kafka.topic.trim().is_empty() {
+            return invalid("kafka.topic", "must not be empty");
+        }
+        if self.kafka.heartbeat_interval_ms >= self.kafka.session_timeout_ms {
+            return invalid(
+                "kafka.heartbeat_interval_ms",
+                "must be below kafka.session_timeout_ms",
+            );
+        }
+        if self.postgres.max_connections < 2 {
+            return invalid("postgres.max_connections", "must be at least 2");
+        }
+        if self.plugins.call_timeout_ms < 10 {
+            return invalid("plugins.call_timeout_ms", "must be at least 10");
+        }
+        if self.plugins.max_memory_mib < 16 {
+            return invalid("plugins.max_memory_mib", "must be at least 16");
+        }
+        if self.pipeline.max_batch_events == 0 || self.pipeline.events_per_call == 0 {
+            return invalid(
+                "pipeline.max_batch_events",
+                "batch sizes must be at least 1",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl PluginsConfig {
+    /// The per-call deadline.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+impl PipelineConfig {
+    /// The batch fill deadline.
+    pub fn max_batch_wait(&self) -> Duration {
+        Duration::from_millis(self.max_batch_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn fields_override_defaults() {
+        let config = Config::from_toml(
+            "[kafka]\nbrokers = \"b:1\"\n[kafka.properties]\n\"client.rack\" = \"r1\"\n[pipeline]\nmax_batch_events = 10\n",
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "b:1");
+        assert_eq!(config.kafka.properties["client.rack"], "r1");
+        assert_eq!(config.pipeline.max_batch_events, 10);
+        assert_eq!(config.kafka.topic, "order-events");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = Config::from_toml("[kafka]\nbrokerz = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    fn cross_field_rules_are_checked() {
+        let err = Config::from_toml("[kafka]\nsession_timeout_ms = 500\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.heartbeat_interval_ms"), "{err}");
+    }
+}

@@ -1,0 +1,17 @@
+//! Projector: Kafka order events to query-ready read models, through sandboxed WebAssembly
+//! projection plugins.
+//!
+//! The pieces, each knowing only its own job: [`source`] reads the topic, [`runtime`] runs
+//! plugins in wasmtime sandboxes, [`changeset`] folds their operations, [`sink`] writes read
+//! models with their offsets. [`pipeline`] is the one place where they meet.
+
+pub mod app;
+pub mod changeset;
+pub mod config;
+pub mod demo;
+pub mod lag;
+pub mod pipeline;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod spec;

@@ -1,0 +1,169 @@
+//! The `projector` command.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use projector::config::Config;
+use projector::sink::postgres::Database;
+
+/// Projector: Kafka order events to read models through sandboxed WebAssembly plugins.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file; `PROJECTOR_<SECTION>__<FIELD>` variables override it.
+    #[arg(long, short, global = true, env = "PROJECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: load the plugins, project the topic into PostgreSQL until SIGTERM.
+    Run,
+    /// Publish realistic order lifecycles to the topic and print the last offset per partition.
+    ProduceDemo {
+        /// Number of orders.
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        /// Seed of the generator: the same seed publishes the same events.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Create the topic if it does not exist.
+    CreateTopic {
+        /// Number of partitions.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+    /// Print each live projection's position and lag.
+    Lag,
+    /// Wait until every live projection has caught up with the topic; print the throughput.
+    Wait {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn,sqlx::postgres::notice=warn".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run => {
+            let cancel = CancellationToken::new();
+            projector::app::cancel_on_signals(cancel.clone());
+            projector::app::run(config, cancel).await
+        }
+        Command::ProduceDemo { orders, seed } => {
+            let records = projector::demo::generate(orders, seed);
+            let started = Instant::now();
+            let last = projector::demo::publish(&config.kafka, &records).await?;
+            let elapsed = started.elapsed().as_secs_f64();
+            println!(
+                "Published {} events of {orders} orders to {} in {elapsed:.1} s.",
+                records.len(),
+                config.kafka.topic
+            );
+            for (partition, offset) in last {
+                println!("partition {partition}: last offset {offset}");
+            }
+            Ok(())
+        }
+        Command::CreateTopic { partitions } => {
+            projector::demo::create_topic(&config.kafka, &config.kafka.topic, partitions).await?;
+            println!("Topic {} ready.", config.kafka.topic);
+            Ok(())
+        }
+        Command::Lag => {
+            let database = Database::connect(&config.postgres, Duration::from_secs(5)).await?;
+            for p in projector::lag::lag(&database, &config.kafka).await? {
+                println!(
+                    "{} v{} [{}]: {} applied, lag {}",
+                    p.name,
+                    p.version,
+                    p.status,
+                    p.applied(),
+                    p.lag()
+                );
+                if let Some(error) = &p.last_error {
+                    println!("  last error: {error}");
+                }
+            }
+            Ok(())
+        }
+        Command::Wait { timeout } => wait(&config, Duration::from_secs(timeout)).await,
+    }
+}
+
+/// Polls the lag until it is zero everywhere; measures events applied per second from the
+/// first progress seen to the moment everything caught up.
+async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
+    let database = Database::connect(&config.postgres, Duration::from_secs(30)).await?;
+    let deadline = Instant::now() + timeout;
+    let mut initial: Option<i64> = None;
+    let mut started: Option<Instant> = None;
+    let mut last_print = Instant::now();
+    loop {
+        let lags = projector::lag::lag(&database, &config.kafka).await?;
+        if let Some(failed) = lags.iter().find(|p| p.status == "failed") {
+            anyhow::bail!(
+                "projection {} failed: {}",
+                failed.name,
+                failed.last_error.clone().unwrap_or_default()
+            );
+        }
+        let applied: i64 = lags.iter().map(|p| p.applied()).sum();
+        let lag: i64 = lags.iter().map(|p| p.lag()).sum();
+        let first = *initial.get_or_insert(applied);
+        if started.is_none() && applied > first {
+            started = Some(Instant::now());
+        }
+        if !lags.is_empty() && lag == 0 {
+            let events = applied - first;
+            match started {
+                Some(t) if events > 0 => {
+                    let seconds = t.elapsed().as_secs_f64().max(0.001);
+                    let per_projection = lags.iter().map(|p| p.applied()).max().unwrap_or(0);
+                    println!(
+                        "Caught up: {events} events applied across {} projections in {seconds:.2} s: \
+                         {:.0} events/s in total, {:.0} topic events/s per projection ({per_projection} events in the topic).",
+                        lags.len(),
+                        events as f64 / seconds,
+                        events as f64 / lags.len() as f64 / seconds,
+                    );
+                }
+                _ => println!("Caught up: nothing left to apply."),
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("still {lag} events behind after {timeout:?}");
+        }
+        if last_print.elapsed() >= Duration::from_secs(2) {
+            for p in &lags {
+                eprintln!(
+                    "  {} v{}: {} applied, lag {}",
+                    p.name,
+                    p.version,
+                    p.applied(),
+                    p.lag()
+                );
+            }
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

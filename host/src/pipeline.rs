@@ -1,0 +1,477 @@
+//! The pipeline: the one place where the Kafka source, the plugin runtime and the PostgreSQL
+//! sink meet. Each projection version runs on its own thread: collect a batch, project it in
+//! the sandbox, apply it with its offsets, repeat.
+//!
+//! Invariants:
+//! - Nothing lost, nothing doubled: a batch is applied in one transaction with the next offsets
+//!   of its partitions; after a crash, consumption resumes from those offsets.
+//! - A batch that cannot be committed for a transient reason (database down, deadlock) is
+//!   retried as it is; one that a plugin rejects stops the projection with its status set to
+//!   `failed` and the error pinned to the partition and offset. Nothing is skipped silently.
+//! - On shutdown the batch in flight is finished and committed; a partly collected batch is
+//!   dropped (its events are re-read on the next start).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::changeset::Changeset;
+use crate::config::{KafkaConfig, PipelineConfig};
+use crate::runtime::types::{Event, Header};
+use crate::runtime::{Plugin, StateOverlay};
+use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
+use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
+
+/// Live counters of one running projection, shared with whoever reports on it.
+#[derive(Debug, Default)]
+pub struct ProjectionStatus {
+    /// Events applied since the process started.
+    pub events_applied: AtomicU64,
+    /// Batches committed since the process started.
+    pub batches_committed: AtomicU64,
+    /// The error that stopped the projection, if one did.
+    pub failure: Mutex<Option<String>>,
+}
+
+/// Why a batch stopped the projection.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The plugin returned an error for one event, or operations the declaration forbids.
+    #[error("event at partition {partition} offset {offset}: {message}")]
+    Event {
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
+    /// A plugin call failed as a whole (trap, deadline, memory cap).
+    #[error("events at {range}: {error}")]
+    Call {
+        range: String,
+        error: crate::runtime::CallError,
+    },
+    /// The database refused the batch for a reason retrying cannot fix.
+    #[error("applying the batch failed: {0}")]
+    Sink(SinkError),
+    /// Shutdown was requested while waiting for the database.
+    #[error("stopped while waiting for the database")]
+    Cancelled,
+}
+
+/// Everything one projection's thread needs.
+pub struct Projector {
+    /// The loaded plugin.
+    pub plugin: Arc<Plugin>,
+    /// Where its read model lives.
+    pub database: Database,
+    /// The source.
+    pub kafka: KafkaConfig,
+    /// Batching.
+    pub pipeline: PipelineConfig,
+    /// Runtime for the database calls (the thread blocks on it).
+    pub handle: Handle,
+    /// Cancelled on shutdown.
+    pub cancel: CancellationToken,
+    /// Counters shared with reporters.
+    pub status: Arc<ProjectionStatus>,
+}
+
+impl Projector {
+    /// Starts the projection on its own thread.
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        let name = format!("proj-{}", self.plugin.spec().name());
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let spec = self.plugin.spec();
+        let (name, version) = (spec.name().to_string(), spec.version());
+        let writer = self.database.writer(spec);
+        let loader = {
+            let (writer, handle) = (writer.clone(), self.handle.clone());
+            Box::new(move || {
+                handle
+                    .block_on(writer.offsets())
+                    .map_err(anyhow::Error::from)
+            })
+        };
+        let context = SeedingContext::new(&self.kafka.topic, loader, self.cancel.clone());
+        let group = spec.consumer_group(&self.kafka.group_prefix);
+        let consumer = match kafka::subscribe(&self.kafka, &group, context) {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                let message = format!("cannot create the Kafka consumer: {e}");
+                self.fail(&message);
+                return;
+            }
+        };
+        tracing::info!(projection = %name, version, group = %group, "Projection started.");
+        let mut worker = Worker {
+            projector: &self,
+            consumer,
+            writer,
+            accepted: HashMap::new(),
+        };
+        let mut report = Report::new();
+        while !self.cancel.is_cancelled() {
+            let batch = worker.collect();
+            if batch.is_empty() {
+                continue;
+            }
+            match worker.apply(&batch) {
+                Ok(applied) => report.add(&name, applied),
+                Err(Failure::Cancelled) => break,
+                Err(failure) => {
+                    self.fail(&failure.to_string());
+                    break;
+                }
+            }
+        }
+        // Dropping the consumer closes it: it leaves the group so partitions move at once.
+        drop(worker);
+        tracing::info!(projection = %name, version, "Projection stopped.");
+    }
+
+    fn fail(&self, message: &str) {
+        let spec = self.plugin.spec();
+        tracing::error!(projection = %spec.name(), version = spec.version(), error = %message, "Projection failed and stopped; its read model keeps the last committed batch.");
+        *self.status.failure.lock().expect("not poisoned") = Some(message.to_string());
+        if let Err(e) =
+            self.handle
+                .block_on(self.database.set_status(spec, "failed", Some(message)))
+        {
+            tracing::error!(projection = %spec.name(), error = %e, "Could not record the failure.");
+        }
+    }
+}
+
+struct Worker<'a> {
+    projector: &'a Projector,
+    consumer: ProjectionConsumer,
+    writer: BatchWriter,
+    /// Next offset to accept per partition: guards against re-delivered messages.
+    accepted: HashMap<i32, i64>,
+}
+
+impl Worker<'_> {
+    /// Polls until the batch is full, or its first event has waited long enough. Returns an
+    /// empty batch on shutdown or when nothing arrived within a poll interval.
+    fn collect(&mut self) -> Vec<OwnedMessage> {
+        let config = &self.projector.pipeline;
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut first_at: Option<Instant> = None;
+        let mut generation = self.consumer.context().generation();
+        loop {
+            if self.projector.cancel.is_cancelled() {
+                return Vec::new();
+            }
+            let wait = match first_at {
+                None => Duration::from_millis(100),
+                Some(t) => config.max_batch_wait().saturating_sub(t.elapsed()),
+            };
+            let polled = self.consumer.poll(wait);
+            let context = self.consumer.context();
+            if context.generation() != generation {
+                // The assignment changed under the batch: drop it and restart from the
+                // stored offsets of what is assigned now.
+                generation = context.generation();
+                batch.clear();
+                first_at = None;
+                self.accepted = context
+                    .assigned()
+                    .into_iter()
+                    .map(|(p, next)| (p, next.unwrap_or(i64::MIN)))
+                    .collect();
+            }
+            match polled {
+                Some(Ok(message)) => {
+                    let partition = message.partition();
+                    let Some(next) = self.accepted.get_mut(&partition) else {
+                        continue;
+                    };
+                    if message.offset() < *next {
+                        continue;
+                    }
+                    *next = message.offset() + 1;
+                    batch.push(message.detach());
+                    first_at.get_or_insert_with(Instant::now);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(projection = %self.projector.plugin.spec().name(), error = %e, "Kafka consumer error.");
+                }
+                None if first_at.is_none() => return batch,
+                None => {}
+            }
+            let full = batch.len() >= config.max_batch_events;
+            if full || first_at.is_some_and(|t| t.elapsed() >= config.max_batch_wait()) {
+                return batch;
+            }
+        }
+    }
+
+    /// Projects and commits one batch; returns the number of events applied. When an event
+    /// fails, the events before it are still applied, then the failure is returned: the
+    /// projection stops exactly at the event that caused it.
+    fn apply(&mut self, batch: &[OwnedMessage]) -> Result<usize, Failure> {
+        let events: Vec<Event> = batch.iter().map(to_event).collect();
+        match self.project(&events) {
+            Ok((changes, state)) => self.commit(&events, &changes, &state),
+            Err((0, failure)) => Err(failure),
+            Err((failed_at, failure)) => {
+                // Deterministic plugins: projecting the prefix again gives the same result.
+                let prefix = &events[..failed_at];
+                let (changes, state) = self.project(prefix).map_err(|(_, f)| f)?;
+                self.commit(prefix, &changes, &state)?;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Runs the plugin over `events`; on failure returns the index of the first event of the
+    /// failing call or the failing event.
+    fn project(&self, events: &[Event]) -> Result<(Changeset, StateOverlay), (usize, Failure)> {
+        let projector = self.projector;
+        let plugin = &projector.plugin;
+        let spec = plugin.spec();
+        let keys: Vec<String> = events
+            .iter()
+            .filter_map(|e| {
+                e.key
+                    .as_deref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let prefetched = self
+            .retry("load state", || self.writer.load_state(&keys))
+            .map_err(|f| (0, f))?;
+        let loader = {
+            let (writer, handle) = (self.writer.clone(), projector.handle.clone());
+            Box::new(move |key: &str| {
+                handle
+                    .block_on(writer.load_one(key))
+                    .map_err(anyhow::Error::from)
+            })
+        };
+        let mut state = StateOverlay::new(prefetched, loader);
+        let mut changes = Changeset::new(spec);
+        let per_call = projector.pipeline.events_per_call;
+        for (call, chunk) in events.chunks(per_call).enumerate() {
+            let first = call * per_call;
+            let (results, after) = plugin.handle(chunk, state).map_err(|error| {
+                (
+                    first,
+                    Failure::Call {
+                        range: describe_range(chunk),
+                        error,
+                    },
+                )
+            })?;
+            state = after;
+            for (index, (event, result)) in chunk.iter().zip(results).enumerate() {
+                let pinned = |message: String| {
+                    let failure = Failure::Event {
+                        partition: event.partition,
+                        offset: event.offset,
+                        message,
+                    };
+                    (first + index, failure)
+                };
+                let operations = result.map_err(pinned)?;
+                changes
+                    .apply(spec, &operations)
+                    .map_err(|m| pinned(format!("invalid operations: {m}")))?;
+            }
+        }
+        Ok((changes, state))
+    }
+
+    /// Commits projected events with their offsets; returns how many were applied (0 when
+    /// fenced: the consumer is moved back to the stored offsets).
+    fn commit(
+        &self,
+        events: &[Event],
+        changes: &Changeset,
+        state: &StateOverlay,
+    ) -> Result<usize, Failure> {
+        let projector = self.projector;
+        let spec = projector.plugin.spec();
+        let assigned = self.consumer.context().assigned();
+        let mut progress: BTreeMap<i32, PartitionProgress> = BTreeMap::new();
+        for event in events {
+            let entry = progress
+                .entry(event.partition)
+                .or_insert_with(|| PartitionProgress {
+                    partition: event.partition,
+                    expected: assigned.get(&event.partition).copied().flatten(),
+                    next: event.offset + 1,
+                    last_event_ms: None,
+                });
+            entry.next = entry.next.max(event.offset + 1);
+            entry.last_event_ms = event.timestamp_ms.or(entry.last_event_ms);
+        }
+        let progress: Vec<PartitionProgress> = progress.into_values().collect();
+
+        let committed =
+            self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress))?;
+        if !committed {
+            self.consumer.context().reseed(&self.consumer);
+            return Ok(0);
+        }
+        let offsets: Vec<(i32, i64)> = progress.iter().map(|p| (p.partition, p.next)).collect();
+        self.consumer.context().committed(&offsets);
+        self.commit_to_kafka(&offsets);
+        projector
+            .status
+            .events_applied
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        projector
+            .status
+            .batches_committed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(events.len())
+    }
+
+    /// Tells Kafka the new positions, asynchronously, so lag tools see them.
+    fn commit_to_kafka(&self, offsets: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, next) in offsets {
+            let _ = tpl.add_partition_offset(
+                &self.projector.kafka.topic,
+                partition,
+                Offset::Offset(next),
+            );
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "Kafka offset commit failed (informational only).");
+        }
+    }
+
+    /// Runs a database read, retrying transient failures until it works or shutdown.
+    fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.projector.handle.block_on(call()) {
+                Ok(value) => return Ok(value),
+                Err(e) if crate::sink::postgres::is_transient(&e) => {
+                    self.wait_for_database(what, &e.to_string(), &mut delay)?;
+                }
+                Err(e) => return Err(Failure::Sink(SinkError::Database(e))),
+            }
+        }
+    }
+
+    /// Commits, retrying transient failures; `Ok(false)` when fenced.
+    fn retry_commit<F, Fut>(&self, mut call: F) -> Result<bool, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), SinkError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.projector.handle.block_on(call()) {
+                Ok(()) => return Ok(true),
+                Err(SinkError::Fenced { partition }) => {
+                    tracing::warn!(projection = %self.projector.plugin.spec().name(), partition, "Batch fenced: another consumer advanced the partition; re-reading from the stored offsets.");
+                    return Ok(false);
+                }
+                Err(e) if e.is_transient() => {
+                    self.wait_for_database("commit batch", &e.to_string(), &mut delay)?;
+                }
+                Err(e) => return Err(Failure::Sink(e)),
+            }
+        }
+    }
+
+    fn wait_for_database(
+        &self,
+        what: &str,
+        error: &str,
+        delay: &mut Duration,
+    ) -> Result<(), Failure> {
+        if self.projector.cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
+        }
+        tracing::error!(projection = %self.projector.plugin.spec().name(), action = what, error = %error, retry_in = ?*delay, "Database unavailable; the batch is kept and retried.");
+        std::thread::sleep(*delay);
+        *delay = (*delay * 2).min(Duration::from_secs(5));
+        Ok(())
+    }
+}
+
+fn describe_range(chunk: &[Event]) -> String {
+    let mut first: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for e in chunk {
+        let range = first.entry(e.partition).or_insert((e.offset, e.offset));
+        range.0 = range.0.min(e.offset);
+        range.1 = range.1.max(e.offset);
+    }
+    first
+        .iter()
+        .map(|(p, (a, b))| format!("partition {p} offsets {a}..={b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn to_event(message: &OwnedMessage) -> Event {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_string(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Event {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
+/// Progress logging at INFO, at most every ten seconds.
+struct Report {
+    since: Instant,
+    events: usize,
+}
+
+impl Report {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            events: 0,
+        }
+    }
+
+    fn add(&mut self, projection: &str, events: usize) {
+        self.events += events;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Duration::from_secs(10) {
+            let rate = self.events as f64 / elapsed.as_secs_f64();
+            tracing::info!(projection = %projection, events = self.events, events_per_second = rate.round(), "Projection progress.");
+            *self = Self::new();
+        }
+    }
+}

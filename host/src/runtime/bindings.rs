@@ -1,0 +1,10 @@
+//! Host-side bindings of the `projector:projection` world, generated from `wit/`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "projection",
+    imports: { default: trappable },
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+});
+
+pub use projector::projection::types;

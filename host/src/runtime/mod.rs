@@ -1,0 +1,300 @@
+//! The plugin runtime: projection components in wasmtime sandboxes.
+//!
+//! Invariants:
+//! - A component is compiled once; the compiled artifact is cached on disk by the sha256 of
+//!   the component and the engine's compatibility hash, so restarts skip compilation.
+//! - Every call gets a fresh `Store` from a pre-instantiated component: no state survives a
+//!   call except through the `state` import, and a trap poisons nothing.
+//! - Every call is bounded from its first instruction by a deadline (epoch interruption) and a
+//!   linear-memory cap; exceeding either fails the call with an error saying which.
+
+pub mod bindings;
+mod sandbox;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use bindings::types;
+pub use sandbox::{StateLoader, StateOverlay};
+
+use crate::spec::{Spec, SpecError};
+use bindings::{Projection, ProjectionPre};
+use sandbox::Sandbox;
+use types::{Event, Operation};
+
+/// How often the engine's epoch advances: the granularity of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every plugin call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest time one call may run, instantiation included.
+    pub call_timeout: Duration,
+    /// Largest linear memory, in bytes.
+    pub max_memory: usize,
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a WebAssembly component (a core module, or not Wasm at all).
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// The component does not compile.
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    /// The component imports something the host does not provide, or does not export the
+    /// `projector:projection` world.
+    #[error("the component does not fit the projector:projection@0.1.0 world: {0}")]
+    World(String),
+    /// `describe` trapped or timed out.
+    #[error("describe failed: {0}")]
+    Describe(#[from] CallError),
+    /// `describe` returned an unusable declaration.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
+/// Why a call into a plugin failed as a whole (as opposed to one event's error).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past its deadline.
+    #[error("plugin call exceeded its {0:?} deadline")]
+    Timeout(Duration),
+    /// The plugin tried to grow its memory beyond the cap.
+    #[error("plugin exceeded its memory cap of {cap} bytes (tried to grow to {desired} bytes)")]
+    Memory { cap: usize, desired: usize },
+    /// The plugin trapped (a panic, an unreachable, a host call refused).
+    #[error("plugin trapped: {message}")]
+    Trap { message: String },
+    /// The plugin broke the contract, e.g. returned the wrong number of results.
+    #[error("plugin broke the contract: {0}")]
+    Contract(String),
+}
+
+/// Compiles and caches components and runs their calls under limits.
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<Sandbox>>,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine and linker, and starts the epoch ticker thread.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Projection::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        let ticker = Arc::new(AtomicBool::new(true));
+        let running = ticker.clone();
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            cache_dir,
+            ticker,
+        })
+    }
+
+    /// Compiles (or loads from the cache), links and describes a component.
+    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        if !wasmparser_is_component(wasm) {
+            return Err(LoadError::NotAComponent(if wasm.starts_with(b"\0asm") {
+                "this is a core WebAssembly module; build a component (e.g. target wasm32-wasip2)"
+                    .into()
+            } else {
+                "missing the WebAssembly magic bytes".into()
+            }));
+        }
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let component = self.compile(wasm, &sha256)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = ProjectionPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let mut plugin = Plugin {
+            pre,
+            engine: self.engine.clone(),
+            limits: self.limits.clone(),
+            spec: None,
+            sha256,
+        };
+        let raw = plugin.describe()?;
+        plugin.spec = Some(Spec::new(raw)?);
+        Ok(plugin)
+    }
+
+    fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, wasm)
+                .map_err(|e| LoadError::Compile(format!("{e:#}")));
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        let path = dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
+        if path.exists() {
+            match load_artifact(&self.engine, &path) {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Ignoring unreadable compiled plugin.")
+                }
+            }
+        }
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        if let Err(e) = store_artifact(&component, dir, &path) {
+            tracing::warn!(path = %path.display(), error = %e, "Could not cache compiled plugin.");
+        }
+        Ok(component)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Whether the bytes start with the header of a component (layer 1), not a core module.
+fn wasmparser_is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[0..4] == *b"\0asm" && wasm[6..8] == [1, 0]
+}
+
+#[allow(unsafe_code)]
+fn load_artifact(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+    // SAFETY: the file was written by `store_artifact` from `Component::serialize` of this
+    // same engine configuration (its compatibility hash is in the file name), into the
+    // host's private cache directory, and is renamed into place only when complete.
+    Ok(unsafe { Component::deserialize_file(engine, path) }?)
+}
+
+fn store_artifact(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+/// A loaded projection plugin, ready to be called from any thread.
+pub struct Plugin {
+    pre: ProjectionPre<Sandbox>,
+    engine: Engine,
+    limits: Limits,
+    spec: Option<Spec>,
+    sha256: String,
+}
+
+/// The per-event answers of one call: operations, or the plugin's error for that event.
+pub type EventResults = Vec<Result<Vec<Operation>, String>>;
+
+impl Plugin {
+    /// The validated declaration.
+    pub fn spec(&self) -> &Spec {
+        self.spec.as_ref().expect("set by Runtime::load")
+    }
+
+    /// Hex sha256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn describe(&self) -> Result<types::ProjectionSpec, CallError> {
+        let (mut store, instance) = self.instantiate("(loading)", None)?;
+        let spec = instance
+            .call_describe(&mut store)
+            .map_err(|e| self.call_error(&store, e))?;
+        Ok(spec)
+    }
+
+    /// Projects `events` with `state` as the per-key state; returns one result per event and
+    /// the state with the call's writes added.
+    pub fn handle(
+        &self,
+        events: &[Event],
+        state: StateOverlay,
+    ) -> Result<(EventResults, StateOverlay), CallError> {
+        let (mut store, instance) = self.instantiate(self.spec().name(), Some(state))?;
+        let results = instance
+            .call_handle(&mut store, events)
+            .map_err(|e| self.call_error(&store, e))?;
+        if results.len() != events.len() {
+            return Err(CallError::Contract(format!(
+                "handle returned {} results for {} events",
+                results.len(),
+                events.len()
+            )));
+        }
+        let state = store.data_mut().state.take().expect("state was given");
+        Ok((results, state))
+    }
+
+    fn instantiate(
+        &self,
+        name: &str,
+        state: Option<StateOverlay>,
+    ) -> Result<(Store<Sandbox>, Projection), CallError> {
+        let mut store = Store::new(
+            &self.engine,
+            Sandbox::new(name, self.limits.max_memory, state),
+        );
+        store.limiter(|sandbox| sandbox.limiter());
+        let ticks = self
+            .limits
+            .call_timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1);
+        store.set_epoch_deadline(ticks as u64);
+        store.epoch_deadline_trap();
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.call_error(&store, e))?;
+        Ok((store, instance))
+    }
+
+    fn call_error(&self, store: &Store<Sandbox>, error: wasmtime::Error) -> CallError {
+        if let Some(desired) = store.data().memory_exceeded() {
+            return CallError::Memory {
+                cap: self.limits.max_memory,
+                desired,
+            };
+        }
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return CallError::Timeout(self.limits.call_timeout);
+        }
+        let mut message = format!("{error:#}");
+        let stderr = store.data().stderr();
+        if !stderr.is_empty() {
+            message.push_str("; plugin stderr: ");
+            message.push_str(&stderr);
+        }
+        CallError::Trap { message }
+    }
+}

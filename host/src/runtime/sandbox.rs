@@ -1,0 +1,305 @@
+//! What a plugin instance can reach: its per-key state, the host log, and WASI stand-ins.
+//!
+//! Invariant: nothing here observes the outside world. The WASI context has no preopened
+//! directories, no environment, no arguments, no sockets or name lookup; its clocks are frozen
+//! at the Unix epoch and its random sources replay a fixed byte sequence. So the same events
+//! always produce the same operations, whichever language the plugin was written in.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView,
+};
+
+use super::bindings::projector::projection::{log, state};
+use super::bindings::types::Level;
+
+/// Largest state value a plugin may store under one key.
+pub const MAX_STATE_VALUE: usize = 64 * 1024;
+/// Largest state key.
+pub const MAX_STATE_KEY: usize = 512;
+/// Most log lines one call may write; the rest are counted and dropped.
+const MAX_LOG_LINES: u32 = 100;
+/// Longest log line kept, in bytes.
+const MAX_LOG_LINE: usize = 2048;
+/// How much of the plugin's stderr is kept (a Rust panic message lands there).
+pub const STDERR_CAPACITY: usize = 64 * 1024;
+
+/// Loads state a batch did not prefetch. Called from the plugin thread; may block.
+pub type StateLoader = Box<dyn FnMut(&str) -> anyhow::Result<Option<Vec<u8>>> + Send>;
+
+/// The per-key state a batch sees: what was read from the database plus the batch's own writes.
+///
+/// Invariant: `writes` holds exactly the keys changed during the batch, with `None` for a
+/// removal; reads see the batch's writes first, then what was loaded.
+pub struct StateOverlay {
+    loaded: HashMap<String, Option<Vec<u8>>>,
+    writes: HashMap<String, Option<Vec<u8>>>,
+    loader: StateLoader,
+}
+
+impl StateOverlay {
+    /// An overlay over prefetched values (`None` = known to be absent).
+    pub fn new(loaded: HashMap<String, Option<Vec<u8>>>, loader: StateLoader) -> Self {
+        Self {
+            loaded,
+            writes: HashMap::new(),
+            loader,
+        }
+    }
+
+    /// Reads a key, loading it on a miss.
+    pub fn get(&mut self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        if let Some(value) = self.writes.get(key) {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.loaded.get(key) {
+            return Ok(value.clone());
+        }
+        let value = (self.loader)(key)?;
+        self.loaded.insert(key.to_string(), value.clone());
+        Ok(value)
+    }
+
+    /// The batch's writes: key to new value, `None` for a removal.
+    pub fn writes(&self) -> &HashMap<String, Option<Vec<u8>>> {
+        &self.writes
+    }
+
+    fn write(&mut self, key: String, value: Option<Vec<u8>>) {
+        self.writes.insert(key, value);
+    }
+}
+
+/// The data of one plugin `Store`: one call's sandbox.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryCap,
+    stderr: MemoryOutputPipe,
+    pub(super) state: Option<StateOverlay>,
+    projection: String,
+    log_lines: u32,
+}
+
+impl Sandbox {
+    /// A fresh sandbox whose linear memory may grow to `max_memory` bytes.
+    pub fn new(projection: &str, max_memory: usize, state: Option<StateOverlay>) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(REPLAYED_BYTES.to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(REPLAYED_BYTES.to_vec()))
+            .insecure_random_seed(0x5eed)
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false);
+        Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: MemoryCap {
+                max_memory,
+                exceeded: None,
+            },
+            stderr,
+            state,
+            projection: projection.to_string(),
+            log_lines: 0,
+        }
+    }
+
+    /// The limiter enforcing the memory cap.
+    pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limits
+    }
+
+    /// The memory size the plugin tried to grow to beyond its cap, if it did.
+    pub fn memory_exceeded(&self) -> Option<usize> {
+        self.limits.exceeded
+    }
+
+    /// What the plugin wrote to stderr, lossily decoded and trimmed.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
+    }
+
+    fn state(&mut self) -> wasmtime::Result<&mut StateOverlay> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| wasmtime::format_err!("state is not available during describe"))
+    }
+}
+
+/// Caps linear memory and tables, remembering a refused growth so the call's error can say so.
+struct MemoryCap {
+    max_memory: usize,
+    exceeded: Option<usize>,
+}
+
+/// Most table elements an instance may have (function references; generous for any language).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.exceeded = Some(desired);
+            // Trap instead of returning -1 from memory.grow: a guest allocator that cannot
+            // grow aborts anyway, and the trap carries a clearer message.
+            wasmtime::bail!(
+                "linear memory limit exceeded: tried to grow to {desired} bytes, the cap is {} bytes",
+                self.max_memory
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Bytes the random stand-ins replay. Fixed so that replays are identical.
+const REPLAYED_BYTES: [u8; 16] = *b"projector-replay";
+
+/// A wall and monotonic clock stopped at the Unix epoch.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl state::Host for Sandbox {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.state()?.get(&key).map_err(|e| wasmtime::format_err!("loading state under `{key}` failed: {e:#}"))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        check_key(&key)?;
+        if value.len() > MAX_STATE_VALUE {
+            wasmtime::bail!(
+                "state value under `{key}` is {} bytes; the limit is {MAX_STATE_VALUE}",
+                value.len()
+            );
+        }
+        self.state()?.write(key, Some(value));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: String) -> wasmtime::Result<()> {
+        check_key(&key)?;
+        self.state()?.write(key, None);
+        Ok(())
+    }
+}
+
+fn check_key(key: &str) -> wasmtime::Result<()> {
+    if key.is_empty() || key.len() > MAX_STATE_KEY {
+        wasmtime::bail!("state keys must be 1 to {MAX_STATE_KEY} bytes long");
+    }
+    Ok(())
+}
+
+impl log::Host for Sandbox {
+    fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(projection = %self.projection, "Plugin log limit reached; dropping further lines of this call.");
+            }
+            return Ok(());
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let projection = &self.projection;
+        match level {
+            Level::Debug => {
+                tracing::debug!(target: "plugin", projection = %projection, "{message}")
+            }
+            Level::Info => tracing::info!(target: "plugin", projection = %projection, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", projection = %projection, "{message}"),
+            Level::Error => {
+                tracing::error!(target: "plugin", projection = %projection, "{message}")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl super::bindings::types::Host for Sandbox {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_reads_writes_first_then_loaded_then_loader() {
+        let mut loaded = HashMap::new();
+        loaded.insert("a".to_string(), Some(b"1".to_vec()));
+        loaded.insert("gone".to_string(), None);
+        let mut overlay = StateOverlay::new(
+            loaded,
+            Box::new(|key| {
+                Ok(if key == "far" {
+                    Some(b"3".to_vec())
+                } else {
+                    None
+                })
+            }),
+        );
+        assert_eq!(overlay.get("a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(overlay.get("gone").unwrap(), None);
+        assert_eq!(overlay.get("far").unwrap(), Some(b"3".to_vec()));
+        overlay.write("a".into(), Some(b"2".to_vec()));
+        overlay.write("far".into(), None);
+        assert_eq!(overlay.get("a").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(overlay.get("far").unwrap(), None);
+        assert_eq!(overlay.writes().len(), 2);
+    }
+}

@@ -1,0 +1,3 @@
+//! Where read models are written.
+
+pub mod postgres;

@@ -1,0 +1,198 @@
+//! Storage derived from a projection's declaration: one schema per projection version with a
+//! table per collection, the per-key state and the offsets; public views in `read_models`.
+//!
+//! Invariant: every identifier here comes from a validated [`Spec`] (lowercase ASCII, digits,
+//! `_`) and is still quoted; nothing is spliced in from plugin output or requests.
+
+use crate::runtime::types::{Collection, Computed, Field, FieldType, ScalarType};
+use crate::spec::Spec;
+
+/// Quotes an identifier for SQL.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", ident(schema), ident(name))
+}
+
+/// Schema-wide objects the host needs, created once per database.
+pub const BOOTSTRAP: &[&str] = &[
+    "CREATE SCHEMA IF NOT EXISTS projector",
+    "CREATE SCHEMA IF NOT EXISTS read_models",
+    // Adds JSON objects of numbers key by key, dropping keys that reach zero: the semantics
+    // of an `increment` on a json field.
+    r#"CREATE OR REPLACE FUNCTION projector.jsonb_add(a jsonb, b jsonb) RETURNS jsonb
+       LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+         SELECT COALESCE(jsonb_object_agg(k, v), '{}'::jsonb)
+         FROM (SELECT k, sum(n) AS v
+               FROM (SELECT key AS k, value::numeric AS n
+                       FROM jsonb_each_text(CASE WHEN jsonb_typeof(a) = 'object' THEN a ELSE '{}'::jsonb END)
+                     UNION ALL
+                     SELECT key, value::numeric
+                       FROM jsonb_each_text(CASE WHEN jsonb_typeof(b) = 'object' THEN b ELSE '{}'::jsonb END)) AS parts
+               GROUP BY k) AS sums
+         WHERE v <> 0
+       $$"#,
+    r#"CREATE TABLE IF NOT EXISTS projector.projection_versions (
+         name        text        NOT NULL,
+         version     integer     NOT NULL,
+         sha256      text        NOT NULL,
+         spec        jsonb       NOT NULL,
+         schema_name text        NOT NULL,
+         status      text        NOT NULL DEFAULT 'building',
+         last_error  text,
+         created_at  timestamptz NOT NULL DEFAULT now(),
+         updated_at  timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (name, version))"#,
+    r#"CREATE TABLE IF NOT EXISTS projector.projections (
+         name         text    PRIMARY KEY,
+         live_version integer NOT NULL)"#,
+];
+
+/// Statements creating a version's schema and tables, idempotently.
+pub fn create_storage(spec: &Spec) -> Vec<String> {
+    let schema = spec.schema_name();
+    let mut statements = vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&schema)),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value bytea NOT NULL)",
+            qualified(&schema, "_state")
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (partition integer PRIMARY KEY, next_offset bigint NOT NULL, \
+             last_event_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())",
+            qualified(&schema, "_offsets")
+        ),
+    ];
+    for (collection, _) in spec.collections() {
+        statements.push(create_table(&schema, collection));
+        statements.extend(create_indexes(&schema, collection));
+    }
+    statements
+}
+
+fn create_table(schema: &str, collection: &Collection) -> String {
+    let mut columns: Vec<String> = collection
+        .fields
+        .iter()
+        .map(|f| column(collection, f))
+        .collect();
+    let key: Vec<String> = collection.primary_key.iter().map(|k| ident(k)).collect();
+    columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n  {}\n)",
+        qualified(schema, &collection.name),
+        columns.join(",\n  ")
+    )
+}
+
+fn column(collection: &Collection, field: &Field) -> String {
+    let mut sql = format!("{} {}", ident(&field.name), column_type(&field.type_));
+    if let Some(Computed::Ratio(ratio)) = &field.computed {
+        let (n, d) = (ident(&ratio.numerator), ident(&ratio.denominator));
+        // round(numeric, int) rounds half away from zero.
+        sql.push_str(&format!(
+            " GENERATED ALWAYS AS (CASE WHEN {d} IS NULL OR {d} = 0 THEN NULL \
+             ELSE round({n}::numeric / {d}::numeric, {}) END) STORED",
+            ratio.scale
+        ));
+    } else if !field.nullable || collection.primary_key.contains(&field.name) {
+        sql.push_str(" NOT NULL");
+    }
+    sql
+}
+
+/// The PostgreSQL type of a field.
+pub fn column_type(field_type: &FieldType) -> String {
+    match field_type {
+        FieldType::Boolean => "boolean".into(),
+        FieldType::Integer => "bigint".into(),
+        FieldType::Float => "double precision".into(),
+        FieldType::Decimal => "numeric".into(),
+        FieldType::Text => "text".into(),
+        FieldType::Timestamp => "timestamptz".into(),
+        FieldType::Date => "date".into(),
+        FieldType::Json => "jsonb".into(),
+        FieldType::List(element) => format!("{}[]", scalar_type(*element)),
+    }
+}
+
+fn scalar_type(element: ScalarType) -> &'static str {
+    match element {
+        ScalarType::Boolean => "boolean",
+        ScalarType::Integer => "bigint",
+        ScalarType::Float => "double precision",
+        ScalarType::Decimal => "numeric",
+        ScalarType::Text => "text",
+        ScalarType::Timestamp => "timestamptz",
+        ScalarType::Date => "date",
+    }
+}
+
+/// B-tree indexes on filterable and sortable fields that do not lead the primary key.
+fn create_indexes(schema: &str, collection: &Collection) -> Vec<String> {
+    collection
+        .fields
+        .iter()
+        .filter(|f| (f.filterable || f.sortable) && collection.primary_key.first() != Some(&f.name))
+        .filter(|f| !matches!(f.type_, FieldType::Json | FieldType::List(_)))
+        .map(|f| {
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                ident(&format!("{}_{}_idx", collection.name, f.name)),
+                qualified(schema, &collection.name),
+                ident(&f.name)
+            )
+        })
+        .collect()
+}
+
+/// Statements pointing the public views of every collection at this version.
+pub fn publish_views(spec: &Spec) -> Vec<String> {
+    let schema = spec.schema_name();
+    spec.collections()
+        .flat_map(|(collection, _)| {
+            let view = qualified("read_models", &collection.name);
+            [
+                format!("DROP VIEW IF EXISTS {view}"),
+                format!(
+                    "CREATE VIEW {view} AS SELECT * FROM {}",
+                    qualified(&schema, &collection.name)
+                ),
+            ]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::tests::stats_spec;
+
+    #[test]
+    fn tables_follow_the_declaration() {
+        let spec = Spec::new(stats_spec()).unwrap();
+        let statements = create_storage(&spec);
+        let table = statements
+            .iter()
+            .find(|s| s.contains("\"daily\" ("))
+            .unwrap();
+        assert_eq!(
+            table,
+            "CREATE TABLE IF NOT EXISTS \"proj_daily_stats_v3\".\"daily\" (\n  \
+             \"day\" date NOT NULL,\n  \"count\" bigint,\n  \"revenue\" numeric,\n  \
+             \"average\" numeric GENERATED ALWAYS AS (CASE WHEN \"count\" IS NULL OR \"count\" = 0 THEN NULL \
+             ELSE round(\"revenue\"::numeric / \"count\"::numeric, 2) END) STORED,\n  \
+             \"by_status\" jsonb,\n  \"tags\" text[],\n  PRIMARY KEY (\"day\")\n)"
+        );
+        assert_eq!(
+            publish_views(&spec),
+            vec![
+                "DROP VIEW IF EXISTS \"read_models\".\"daily\"".to_string(),
+                "CREATE VIEW \"read_models\".\"daily\" AS SELECT * FROM \"proj_daily_stats_v3\".\"daily\"".to_string(),
+            ]
+        );
+    }
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts what Projector needs on one machine: the Rust Wasm target,
+# a private PostgreSQL cluster and a Tansu (Kafka-protocol) broker with durable storage.
+#
+#   scripts/services.sh start    # install what is missing, start both, create the topic
+#   scripts/services.sh stop     # stop both (data is kept under $PROJECTOR_STATE_DIR)
+#   scripts/services.sh env      # print the environment variables pointing the host at them
+#
+# Sourced by scripts/demo.sh and scripts/test.sh. Everything lives under $PROJECTOR_STATE_DIR
+# (default: .projector/ in the repository); nothing outside it is touched except the package
+# installs and the cached Tansu binary and cargo target dir under $CARGO_HOME/projector-cache.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+CACHE=${PROJECTOR_CACHE_DIR:-$CARGO_HOME/projector-cache}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+STATE=${PROJECTOR_STATE_DIR:-$REPO/.projector}
+PG_PORT=${PROJECTOR_PG_PORT:-55432}
+KAFKA_PORT=${PROJECTOR_KAFKA_PORT:-19092}
+TOPIC=${PROJECTOR_KAFKA__TOPIC:-order-events}
+TANSU_VERSION=0.6.0
+TANSU_ROOT=$CACHE/tansu-$TANSU_VERSION
+TANSU=$TANSU_ROOT/bin/tansu
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$dir" ] || [ ! -x "$dir/initdb" ]; then
+    log "Installing PostgreSQL (apt-get)"
+    if [ "$(id -u)" != 0 ]; then echo "PostgreSQL is missing and this user cannot apt-get install it" >&2; exit 1; fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$dir"
+}
+
+ensure_toolchain() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    log "Installing the wasm32-wasip2 Rust target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+ensure_tansu() {
+  if [ ! -x "$TANSU" ]; then
+    log "Building Tansu $TANSU_VERSION once into $TANSU_ROOT (about 20 minutes on 2 cores; cached afterwards)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+      --root "$TANSU_ROOT" --target-dir "$CACHE/tansu-build"
+    rm -rf "$CACHE/tansu-build"
+  fi
+}
+
+start_postgres() {
+  local bin data=$STATE/pg
+  bin=$(pg_bin)
+  mkdir -p "$STATE"
+  # The cluster runs as the postgres user, which must be able to reach its directory.
+  [ "$(id -u)" = 0 ] && chmod 755 "$STATE"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "Creating a private PostgreSQL cluster in $data"
+    mkdir -p "$data"
+    [ "$(id -u)" = 0 ] && chown postgres: "$data" && chmod 700 "$data"
+    as_postgres "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  [ "$(id -u)" = 0 ] && chown -R postgres: "$data"
+  if ! as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "Starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start \
+      -o "-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB" >/dev/null
+  fi
+  "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'projector'" | grep -q 1 \
+    || "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE projector"
+}
+
+stop_postgres() {
+  local bin
+  bin=$(pg_bin)
+  if [ -f "$STATE/pg/PG_VERSION" ]; then
+    as_postgres "$bin/pg_ctl" -D "$STATE/pg" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+
+kafka_up() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
+
+start_tansu() {
+  local data=$STATE/tansu
+  mkdir -p "$data"
+  if kafka_up; then return; fi
+  log "Starting Tansu on 127.0.0.1:$KAFKA_PORT (storage $data/tansu.db)"
+  # Tansu resolves the sqlite path against its working directory: start it from the data dir.
+  (
+    cd "$data" || exit 1
+    nohup "$TANSU" broker \
+      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --storage-engine "sqlite://tansu.db" </dev/null >"$data/broker.log" 2>&1 &
+    echo $! >"$data/broker.pid"
+  )
+  for _ in $(seq 1 100); do kafka_up && return; sleep 0.2; done
+  echo "Tansu did not start; see $data/broker.log" >&2
+  tail -n 20 "$data/broker.log" >&2
+  exit 1
+}
+
+stop_tansu() {
+  local pidfile=$STATE/tansu/broker.pid
+  if [ -f "$pidfile" ]; then
+    local pid
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
+print_env() {
+  echo "export PROJECTOR_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/projector"
+  echo "export PROJECTOR_KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT"
+  echo "export PROJECTOR_KAFKA__TOPIC=$TOPIC"
+  echo "export CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+}
+
+start_all() {
+  ensure_toolchain
+  ensure_tansu
+  start_postgres
+  start_tansu
+  eval "$(print_env)"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-}" in
+    start) start_all; print_env ;;
+    stop) stop_tansu; stop_postgres ;;
+    env) print_env ;;
+    *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  esac
+fi

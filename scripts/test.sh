@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up everything and runs every test: unit tests, SDK and plugin tests, and the end-to-end
+# tests against a real PostgreSQL, a real Tansu broker and real plugin components.
+# Test services run on their own ports in a throwaway directory and are stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PROJECTOR_STATE_DIR=${PROJECTOR_TEST_STATE_DIR:-$(mktemp -d /tmp/projector-test.XXXXXX)}
+export PROJECTOR_PG_PORT=${PROJECTOR_TEST_PG_PORT:-55442}
+export PROJECTOR_KAFKA_PORT=${PROJECTOR_TEST_KAFKA_PORT:-19192}
+# shellcheck source=services.sh
+source scripts/services.sh
+
+cleanup() {
+  stop_tansu
+  stop_postgres
+  [ -z "${PROJECTOR_TEST_STATE_DIR:-}" ] && rm -rf "$PROJECTOR_STATE_DIR"
+}
+trap cleanup EXIT
+
+start_all
+export PROJECTOR_TEST_PG=postgres://postgres@127.0.0.1:$PROJECTOR_PG_PORT/postgres
+export PROJECTOR_TEST_BROKERS=127.0.0.1:$PROJECTOR_KAFKA_PORT
+
+log "Building the host"
+cargo build --release --locked -p projector-host
+
+log "Unit tests (host, SDK)"
+cargo test --release --locked --workspace --exclude projector-tests
+
+log "Plugin tests (native, through the SDK harness)"
+(cd plugins && cargo test --release --locked --target "$(rustc -vV | sed -n 's/^host: //p')" \
+   --target-dir "$CACHE/plugins-native-target")
+
+log "End-to-end tests (real PostgreSQL, Tansu and plugin components)"
+cargo test --release --locked -p projector-tests -- --test-threads "${PROJECTOR_TEST_THREADS:-2}"
+log "All tests passed"

@@ -1,0 +1,92 @@
+//! Bad input gets a clear error, a visible status, and loses nothing.
+
+use std::time::Duration;
+
+use projector::demo::DemoRecord;
+use projector_tests::host::{Host, HostConfig};
+use projector_tests::*;
+use serde_json::json;
+use sqlx::Row;
+
+/// A known event type with a malformed body stops each projection at that event: the status
+/// says `failed` with the partition and offset, everything before it is applied, nothing after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_event_stops_the_projection_at_that_offset() {
+    let db = TestDb::create("malformed").await;
+    let topic = create_topic("malformed", 1).await;
+    let mut records = samples();
+    let bad = DemoRecord {
+        key: "ord-2001".into(),
+        headers: vec![(
+            "__TypeId__".into(),
+            "com.example.orders.events.OrderSubmitted".into(),
+        )],
+        // `total` is text, not a number.
+        value: json!({"eventId": "e-bad", "orderId": "ord-2001", "total": "lots", "submittedAt": "2026-11-22T10:00:00.000Z"}),
+    };
+    records.push(bad);
+    records.extend(samples().into_iter().map(|mut r| {
+        r.key = r.key.replace("ord-", "late-");
+        r.value["orderId"] = json!(r.key);
+        r
+    }));
+    publish(&topic, &records).await;
+    let mut host = Host::start(&HostConfig::new(
+        "malformed",
+        &db.url,
+        &topic,
+        &EXAMPLE_PLUGINS,
+    ));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let failed = loop {
+        let rows = sqlx::query("SELECT name, last_error FROM projector.projection_versions WHERE status = 'failed' ORDER BY name")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap_or_default();
+        if rows.len() == 3 {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all projections failed: {}",
+            host.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for row in &failed {
+        let (name, error): (String, String) = (row.get(0), row.get(1));
+        assert!(error.contains("partition 0 offset 11"), "{name}: {error}");
+        assert!(error.contains("total"), "{name} names the field: {error}");
+    }
+    // Every projection stopped exactly before the bad event: the 11 samples are applied.
+    for schema in [
+        "proj_order_summaries_v1",
+        "proj_order_details_v1",
+        "proj_daily_order_stats_v1",
+    ] {
+        let next: i64 = sqlx::query_scalar(&format!(
+            "SELECT next_offset FROM {schema}._offsets WHERE partition = 0"
+        ))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(next, 11, "{schema} stops exactly at the bad event");
+    }
+    // The read models hold exactly the 11 samples before it.
+    assert_matches_model(&db, &samples()).await;
+    // Every projection failed, so the host exits with an error instead of idling.
+    let started = std::time::Instant::now();
+    while host.running() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !host.running(),
+        "host should exit when every projection has failed"
+    );
+    assert!(
+        host.log().contains("Projection failed and stopped"),
+        "{}",
+        host.log_tail()
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: real PostgreSQL, real Tansu broker, real `projector` processes running
+//! real plugin components. One binary, so the workspace links once.
+
+mod crash;
+mod e2e;
+mod failures;

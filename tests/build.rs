@@ -1,0 +1,80 @@
+//! Builds the plugin workspace for `wasm32-wasip2` and exposes each component's path as a
+//! compile-time environment variable (`ORDER_SUMMARIES_WASM`, ...), so tests always run
+//! against components built from the current sources.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const PLUGINS: &[&str] = &["order_summaries", "order_details", "daily_order_stats"];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap();
+    for dir in ["plugins", "sdk", "wit"] {
+        for entry in walk(&root.join(dir)) {
+            println!("cargo:rerun-if-changed={}", entry.display());
+        }
+    }
+    let target_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins-target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // A clean environment: the variables cargo sets for this build script (TARGET, OPT_LEVEL,
+    // RUSTFLAGS, ...) must not leak into the guest build.
+    let mut command = Command::new(cargo);
+    command.env_clear();
+    for key in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+    ] {
+        if let Ok(value) = std::env::var(key) {
+            command.env(key, value);
+        }
+    }
+    let status = command
+        .current_dir(root.join("plugins"))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+    for plugin in PLUGINS {
+        let path = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{plugin}.wasm"));
+        assert!(path.exists(), "{} was not built", path.display());
+        println!(
+            "cargo:rustc-env={}_WASM={}",
+            plugin.to_uppercase(),
+            path.display()
+        );
+    }
+}
+
+/// Every file under `dir`, skipping build output.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -1,0 +1,161 @@
+//! Runs the real `projector` binary as a child process: start, SIGTERM, SIGKILL.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `projector` binary: `$PROJECTOR_BIN`, or the one next to this test's target dir.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("PROJECTOR_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/all-<hash> -> target/<profile>/projector
+    let path = exe.parent().unwrap().parent().unwrap().join("projector");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --release -p projector-host)",
+        path.display()
+    );
+    path
+}
+
+/// How to start a host.
+#[derive(Clone)]
+pub struct HostConfig {
+    /// PostgreSQL URL.
+    pub db_url: String,
+    /// Topic.
+    pub topic: String,
+    /// Plugin components to load.
+    pub plugins: Vec<PathBuf>,
+    /// Extra `PROJECTOR_*` variables.
+    pub env: Vec<(String, String)>,
+    /// Where its log goes.
+    pub log: PathBuf,
+    /// Plugin directory (created from `plugins`).
+    pub dir: PathBuf,
+}
+
+impl HostConfig {
+    /// A host over `plugins` writing to `db_url`, consuming `topic`.
+    pub fn new(name: &str, db_url: &str, topic: &str, plugins: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(crate::unique(name));
+        std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        for plugin in plugins {
+            let source = PathBuf::from(plugin);
+            std::fs::copy(
+                &source,
+                dir.join("plugins").join(source.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+        HostConfig {
+            db_url: db_url.into(),
+            topic: topic.into(),
+            plugins: plugins.iter().map(PathBuf::from).collect(),
+            // Groups are cluster-wide: a group per test keeps parallel tests apart.
+            env: vec![("PROJECTOR_KAFKA__GROUP_PREFIX".into(), crate::unique("g"))],
+            log: dir.join("host.log"),
+            dir,
+        }
+    }
+
+    /// Adds a `PROJECTOR_*` override.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A running host process.
+pub struct Host {
+    child: Child,
+    config: HostConfig,
+}
+
+impl Host {
+    /// Starts `projector run`.
+    pub fn start(config: &HostConfig) -> Host {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.log)
+            .unwrap();
+        let mut command = Command::new(binary());
+        command
+            .arg("run")
+            .env("PROJECTOR_POSTGRES__URL", &config.db_url)
+            .env("PROJECTOR_KAFKA__BROKERS", crate::brokers())
+            .env("PROJECTOR_KAFKA__TOPIC", &config.topic)
+            .env("PROJECTOR_PLUGINS__DIR", config.dir.join("plugins"))
+            .env(
+                "PROJECTOR_PLUGINS__CACHE_DIR",
+                std::env::temp_dir().join("projector-test-cache"),
+            )
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn,sqlx::postgres::notice=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        for (key, value) in &config.env {
+            command.env(key, value);
+        }
+        Host {
+            child: command.spawn().unwrap(),
+            config: config.clone(),
+        }
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
+    pub fn terminate(mut self, timeout: Duration) -> bool {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "host did not stop within {timeout:?} after SIGTERM; log: {}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The end of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.config.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.config.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,236 @@
+//! Test harness: real services, real host processes, real plugin components.
+//!
+//! Services come from the environment the test script sets up (`scripts/test.sh`):
+//! `PROJECTOR_TEST_PG` (an admin URL of the PostgreSQL server) and `PROJECTOR_TEST_BROKERS`.
+//! Every test creates its own database and topic, so tests run side by side.
+
+#[path = "expected.rs"]
+pub mod expected;
+#[path = "host.rs"]
+pub mod host;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use projector::config::KafkaConfig;
+use projector::demo::DemoRecord;
+use serde_json::Value as Json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+/// The three example components, built from `plugins/` by `build.rs`.
+pub const ORDER_SUMMARIES: &str = env!("ORDER_SUMMARIES_WASM");
+/// See [`ORDER_SUMMARIES`].
+pub const ORDER_DETAILS: &str = env!("ORDER_DETAILS_WASM");
+/// See [`ORDER_SUMMARIES`].
+pub const DAILY_ORDER_STATS: &str = env!("DAILY_ORDER_STATS_WASM");
+/// All three example components.
+pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
+
+/// Admin URL of the test PostgreSQL server.
+pub fn pg_admin_url() -> String {
+    std::env::var("PROJECTOR_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+/// Bootstrap servers of the test broker.
+pub fn brokers() -> String {
+    std::env::var("PROJECTOR_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// A unique lowercase suffix for names of databases, topics and groups.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{:x}", std::process::id(), nanos % 0xffff_ffff)
+}
+
+/// A database of one test, dropped by nobody (so a failure can be inspected).
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates a fresh database.
+    pub async fn create(prefix: &str) -> TestDb {
+        let name = unique(prefix);
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&pg_admin_url())
+            .await
+            .expect("test PostgreSQL is up (run scripts/test.sh)");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let base = pg_admin_url();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET TIME ZONE 'UTC'").execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .unwrap();
+        TestDb { url, pool }
+    }
+
+    /// Rows of a query returning one JSON object per row.
+    pub async fn json_rows(&self, sql: &str) -> Vec<Json> {
+        sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|row| {
+                let text: String = row.get(0);
+                serde_json::from_str(&text).unwrap()
+            })
+            .collect()
+    }
+}
+
+/// Kafka settings of a test topic.
+pub fn kafka(topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers(),
+        topic: topic.into(),
+        ..KafkaConfig::default()
+    }
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(prefix: &str, partitions: i32) -> String {
+    let topic = unique(prefix).replace('_', "-");
+    projector::demo::create_topic(&kafka(&topic), &topic, partitions)
+        .await
+        .unwrap();
+    topic
+}
+
+/// Publishes records; returns the last offset per partition.
+pub async fn publish(topic: &str, records: &[DemoRecord]) -> BTreeMap<i32, i64> {
+    projector::demo::publish(&kafka(topic), records)
+        .await
+        .unwrap()
+}
+
+/// The records of `shared/events/samples.jsonl` (copied into the repository).
+pub fn samples() -> Vec<DemoRecord> {
+    include_str!("../plugins/testdata/samples.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let json: Json = serde_json::from_str(line).unwrap();
+            DemoRecord {
+                key: json["key"].as_str().unwrap().to_string(),
+                headers: json["headers"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect(),
+                value: json["value"].clone(),
+            }
+        })
+        .collect()
+}
+
+/// Waits until every live projection has applied every event of the topic.
+pub async fn wait_caught_up(db: &TestDb, topic: &str, projections: usize, timeout: Duration) {
+    let database = projector::sink::postgres::Database::connect(
+        &projector::config::PostgresConfig {
+            url: db.url.clone(),
+            max_connections: 2,
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lags = projector::lag::lag(&database, &kafka(topic))
+            .await
+            .unwrap_or_default();
+        if let Some(failed) = lags.iter().find(|l| l.status == "failed") {
+            panic!("projection {} failed: {:?}", failed.name, failed.last_error);
+        }
+        if lags.len() == projections && lags.iter().all(|l| l.lag() == 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not caught up after {timeout:?}: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `read_models.order_summaries`, one canonical JSON object per row, by order id.
+pub const SUMMARIES_SQL: &str = "SELECT jsonb_build_object(
+    'order_id', order_id, 'customer_id', customer_id, 'customer_name', customer_name,
+    'status', status, 'total', total::text, 'item_count', item_count,
+    'created_at', to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+    'updated_at', to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text
+  FROM read_models.order_summaries ORDER BY order_id";
+
+/// `read_models.order_details`, one canonical JSON object per row, by order id.
+pub const DETAILS_SQL: &str = "SELECT jsonb_build_object(
+    'order_id', order_id, 'customer_id', customer_id, 'customer_name', customer_name,
+    'status', status, 'total', total::text, 'item_count', item_count,
+    'created_at', to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+    'updated_at', to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+    'lines', lines, 'history', history, 'shipping', shipping,
+    'cancellation_reason', cancellation_reason)::text
+  FROM read_models.order_details ORDER BY order_id";
+
+/// `read_models.daily_order_stats`, one canonical JSON object per row, by day.
+pub const DAILY_SQL: &str = "SELECT jsonb_build_object(
+    'day', day::text, 'order_count', order_count, 'total_revenue', total_revenue::text,
+    'average_order_value', average_order_value::text, 'orders_by_status', orders_by_status)::text
+  FROM read_models.daily_order_stats ORDER BY day";
+
+/// The three example read models as stored.
+pub async fn read_models(db: &TestDb) -> [Vec<Json>; 3] {
+    [
+        db.json_rows(SUMMARIES_SQL).await,
+        db.json_rows(DETAILS_SQL).await,
+        db.json_rows(DAILY_SQL).await,
+    ]
+}
+
+/// Asserts two row lists are equal, reporting the first difference readably.
+pub fn assert_rows_eq(what: &str, actual: &[Json], expected: &[Json]) {
+    for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert_eq!(
+            a, e,
+            "{what}: row {index} differs\nactual:   {a}\nexpected: {e}"
+        );
+    }
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: {} rows, expected {}",
+        actual.len(),
+        expected.len()
+    );
+}
+
+/// Asserts the three example read models equal the independent model of `records`.
+pub async fn assert_matches_model(db: &TestDb, records: &[DemoRecord]) {
+    let model = expected::Model::of(records);
+    let [summaries, details, daily] = read_models(db).await;
+    assert_rows_eq("order_summaries", &summaries, &model.summaries());
+    assert_rows_eq("order_details", &details, &model.details());
+    assert_rows_eq("daily_order_stats", &daily, &model.daily());
+}
