@@ -103,10 +103,30 @@ start_tansu() {
       --storage-engine "sqlite://tansu.db" </dev/null >"$data/broker.log" 2>&1 &
     echo $! >"$data/broker.pid"
   )
-  for _ in $(seq 1 100); do kafka_up && return; sleep 0.2; done
-  echo "Tansu did not start; see $data/broker.log" >&2
-  tail -n 20 "$data/broker.log" >&2
-  exit 1
+  for _ in $(seq 1 100); do kafka_up && break; sleep 0.2; done
+  if ! kafka_up; then
+    echo "Tansu did not start; see $data/broker.log" >&2
+    tail -n 20 "$data/broker.log" >&2
+    exit 1
+  fi
+  index_tansu_headers "$data/tansu.db"
+}
+
+# Tansu 0.6.0's SQLite schema has no index on header(topition, offset_id), and it reads the
+# headers of every fetched record with a query joining on those columns: each record fetched
+# scans every header of every topic, so fetches slow down quadratically and starve its (single)
+# storage queue, group heartbeats included. Adding the index makes that lookup a point read.
+index_tansu_headers() {
+  python3 - "$1" <<'PY'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=60)
+for _ in range(100):
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'header'").fetchone():
+        break
+    time.sleep(0.1)
+db.execute("CREATE INDEX IF NOT EXISTS header_topition_offset_id ON header (topition, offset_id)")
+db.commit()
+PY
 }
 
 stop_tansu() {
