@@ -26,8 +26,10 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let slices: Vec<&[projector::demo::DemoRecord]> =
         records.chunks(records.len().div_ceil(KILLS)).collect();
     let mut applied = 0;
+    let (mut published, mut mid_stream) = (0, 0);
     for (round, slice) in slices.iter().enumerate() {
         publish(&topic, slice).await;
+        published += slice.len() as i64;
         let mut host = Host::start(&config);
         // Kill only after this run applied something, at a random moment after that.
         applied = wait_for_progress(&db, applied + 1).await;
