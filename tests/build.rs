@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["order_summaries", "order_details", "daily_order_stats"];
+const PLUGINS: &[&str] = &["order_summaries", "order_details", "daily_order_stats", "misbehaving"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

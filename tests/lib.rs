@@ -24,6 +24,8 @@ pub const ORDER_SUMMARIES: &str = env!("ORDER_SUMMARIES_WASM");
 pub const ORDER_DETAILS: &str = env!("ORDER_DETAILS_WASM");
 /// See [`ORDER_SUMMARIES`].
 pub const DAILY_ORDER_STATS: &str = env!("DAILY_ORDER_STATS_WASM");
+/// A fixture that loops, hoards memory, panics or probes ambient capabilities on request.
+pub const MISBEHAVING: &str = env!("MISBEHAVING_WASM");
 /// All three example components.
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 

@@ -732,7 +732,7 @@ mod tests {
         );
         assert_eq!(
             to_json(&FieldType::Date, &Value::Date(20_412)).unwrap(),
-            Json::String("2025-11-19".into())
+            Json::String("2025-11-20".into())
         );
         assert_eq!(
             to_json(&FieldType::Decimal, &Value::Decimal("116.80".into())).unwrap(),

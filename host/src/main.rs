@@ -136,13 +136,14 @@ async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
             match started {
                 Some(t) if events > 0 => {
                     let seconds = t.elapsed().as_secs_f64().max(0.001);
-                    let per_projection = lags.iter().map(|p| p.applied()).max().unwrap_or(0);
+                    let count = lags.len() as f64;
                     println!(
-                        "Caught up: {events} events applied across {} projections in {seconds:.2} s: \
-                         {:.0} events/s in total, {:.0} topic events/s per projection ({per_projection} events in the topic).",
+                        "Caught up in {seconds:.2} s: {} projections applied {events} events \
+                         ({:.0} topic events each): {:.0} events/s in total, {:.0} events/s per projection.",
                         lags.len(),
+                        events as f64 / count,
                         events as f64 / seconds,
-                        events as f64 / lags.len() as f64 / seconds,
+                        events as f64 / count / seconds,
                     );
                 }
                 _ => println!("Caught up: nothing left to apply."),

@@ -4,3 +4,4 @@
 mod crash;
 mod e2e;
 mod failures;
+mod sandbox;

@@ -1,0 +1,68 @@
+//! `misbehaving`: a test fixture, never deployed. It proves the sandbox's limits with a real
+//! component: on an event of type `Spin` it loops forever, on `Hog` it allocates without end,
+//! on `Panic` it panics, on `Ambient` it records what the clock, randomness, environment and
+//! filesystem look like from inside; any other event upserts a row keyed by the record key.
+
+use projector_sdk::{Collection, Context, Error, Event, Field, Operation, Projection, ProjectionSpec};
+
+/// The collection this fixture writes.
+pub const COLLECTION: &str = "probe";
+
+/// The fixture projection.
+pub struct Misbehaving;
+
+impl Projection for Misbehaving {
+    fn describe() -> ProjectionSpec {
+        ProjectionSpec::new("misbehaving", 1, "Test fixture for the sandbox limits.").collection(
+            Collection::postgres(COLLECTION, "One row per record key.")
+                .field(Field::text("id").description("The record key."))
+                .field(Field::text("observed").description("What the event observed."))
+                .primary_key(["id"]),
+        )
+    }
+
+    fn handle(event: &Event, _ctx: &mut Context) -> Result<Vec<Operation>, Error> {
+        let id = event.key_str().unwrap_or_default().to_string();
+        let observed = match event.event_type() {
+            Some("Spin") => spin(),
+            Some("Hog") => hog(),
+            Some("Panic") => panic!("misbehaving plugin panicked on purpose at offset {}", event.offset),
+            Some("Ambient") => ambient(),
+            _ => "ok".to_string(),
+        };
+        Ok(vec![Operation::upsert(COLLECTION, id).set("observed", observed).into()])
+    }
+}
+
+#[allow(clippy::empty_loop)]
+fn spin() -> String {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn hog() -> String {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+/// Wall clock, monotonic clock, random bytes, environment and a file read, as seen inside.
+fn ambient() -> String {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().to_string())
+        .unwrap_or_else(|e| format!("error {e}"));
+    let started = std::time::Instant::now();
+    let monotonic = started.elapsed().as_nanos();
+    // RandomState is seeded from the platform's random source.
+    let hashed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 42u64);
+    let env = std::env::vars().count();
+    let file = std::fs::read_to_string("/etc/passwd").map(|_| "read".to_string()).unwrap_or_else(|e| format!("denied ({e})"));
+    serde_json::json!({"wall": wall, "monotonic": monotonic as u64, "hash": hashed, "env": env, "file": file}).to_string()
+}
+
+projector_sdk::export_projection!(Misbehaving);

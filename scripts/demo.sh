@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Sets up everything and runs the demo: PostgreSQL and Tansu, the host and the three example
+# plugins built from source, $ORDERS realistic orders published (default 10,000), the host run
+# until it has caught up, then the throughput and a few rows of each read model printed.
+# Services keep running afterwards (scripts/services.sh stop); the host is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ORDERS=${ORDERS:-10000}
+# shellcheck source=services.sh
+source scripts/services.sh
+start_all
+
+log "Building the host and the example plugins"
+cargo build --release --locked -p projector-host
+(cd plugins && cargo build --release --locked --target wasm32-wasip2 --target-dir "$CACHE/plugins-target")
+PROJECTOR=$CARGO_TARGET_DIR/release/projector
+export PROJECTOR_PLUGINS__DIR=$STATE/plugins PROJECTOR_PLUGINS__CACHE_DIR=$STATE/cache
+mkdir -p "$PROJECTOR_PLUGINS__DIR"
+for plugin in order_summaries order_details daily_order_stats; do
+  cp "$CACHE/plugins-target/wasm32-wasip2/release/$plugin.wasm" "$PROJECTOR_PLUGINS__DIR/"
+done
+
+log "Creating topic $PROJECTOR_KAFKA__TOPIC and publishing $ORDERS orders"
+"$PROJECTOR" create-topic --partitions 6
+# A new seed each run: new order ids, so repeated demos add orders instead of replaying them.
+"$PROJECTOR" produce-demo --orders "$ORDERS" --seed "$(date +%s)"
+
+log "Running the host until every projection has caught up"
+"$PROJECTOR" run >"$STATE/host.log" 2>&1 &
+HOST=$!
+trap 'kill -TERM $HOST 2>/dev/null; wait $HOST 2>/dev/null || true' EXIT
+if ! "$PROJECTOR" wait --timeout 600; then
+  tail -n 30 "$STATE/host.log" >&2
+  exit 1
+fi
+
+PSQL=("$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres projector -P pager=off)
+log "read_models.order_summaries (latest 5)"
+"${PSQL[@]}" -c "SELECT * FROM read_models.order_summaries ORDER BY updated_at DESC LIMIT 5"
+log "read_models.order_details (one shipped order)"
+"${PSQL[@]}" -x -c "SELECT * FROM read_models.order_details WHERE status = 'SHIPPED' ORDER BY updated_at DESC LIMIT 1"
+log "read_models.daily_order_stats (latest 5 days)"
+"${PSQL[@]}" -c "SELECT * FROM read_models.daily_order_stats ORDER BY day DESC LIMIT 5"
+"$PROJECTOR" lag
+log "Host log: $STATE/host.log. Stop the services with: scripts/services.sh stop"

@@ -1,0 +1,113 @@
+//! The sandbox bounds every call: a looping plugin hits the deadline, a hoarding one the memory
+//! cap, a panicking one traps with its message; and nothing ambient leaks in.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use projector::runtime::types::{Event, Header, Operation, Value};
+use projector::runtime::{CallError, LoadError, Limits, Plugin, Runtime, StateOverlay};
+use projector_tests::*;
+
+fn runtime() -> Runtime {
+    Runtime::new(Limits { call_timeout: Duration::from_millis(300), max_memory: 32 << 20 }, None).unwrap()
+}
+
+fn event(offset: i64, kind: &str) -> Event {
+    Event {
+        topic: "t".into(),
+        partition: 0,
+        offset,
+        key: Some(format!("k{offset}").into_bytes()),
+        value: Some(format!(r#"{{"type":"{kind}"}}"#).into_bytes()),
+        headers: vec![Header { key: "x".into(), value: None }],
+        timestamp_ms: Some(0),
+    }
+}
+
+fn state() -> StateOverlay {
+    StateOverlay::new(HashMap::new(), Box::new(|_| Ok(None)))
+}
+
+fn load(runtime: &Runtime, path: &str) -> Plugin {
+    runtime.load(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn observed(operations: &[Operation]) -> String {
+    let [Operation::Upsert(upsert)] = operations else { panic!("{operations:?}") };
+    let Value::Text(text) = &upsert.fields[0].value else { panic!("{upsert:?}") };
+    text.clone()
+}
+
+#[test]
+fn a_looping_plugin_fails_its_call_at_the_deadline() {
+    let runtime = runtime();
+    let plugin = load(&runtime, MISBEHAVING);
+    let started = Instant::now();
+    let error = plugin.handle(&[event(0, "Ok"), event(1, "Spin")], state()).err().unwrap();
+    assert_eq!(error, CallError::Timeout(Duration::from_millis(300)));
+    assert!(started.elapsed() < Duration::from_secs(2), "stopped after {:?}", started.elapsed());
+    assert_eq!(error.to_string(), "plugin call exceeded its 300ms deadline");
+    // The plugin stays usable: the next call gets a fresh instance.
+    let (results, _) = plugin.handle(&[event(2, "Ok")], state()).unwrap();
+    assert_eq!(observed(results[0].as_ref().unwrap()), "ok");
+}
+
+#[test]
+fn a_hoarding_plugin_fails_its_call_at_the_memory_cap() {
+    let runtime = runtime();
+    let plugin = load(&runtime, MISBEHAVING);
+    let error = plugin.handle(&[event(0, "Hog")], state()).err().unwrap();
+    let CallError::Memory { cap, desired } = error else { panic!("{error:?}") };
+    assert_eq!(cap, 32 << 20);
+    assert!(desired > cap);
+}
+
+#[test]
+fn a_panicking_plugin_traps_with_its_message() {
+    let runtime = runtime();
+    let plugin = load(&runtime, MISBEHAVING);
+    let error = plugin.handle(&[event(7, "Panic")], state()).err().unwrap();
+    let CallError::Trap { message } = error else { panic!("{error:?}") };
+    assert!(message.contains("misbehaving plugin panicked on purpose at offset 7"), "{message}");
+}
+
+#[test]
+fn nothing_ambient_reaches_a_plugin() {
+    let runtime = runtime();
+    let plugin = load(&runtime, MISBEHAVING);
+    let run = || {
+        let (results, _) = plugin.handle(&[event(0, "Ambient")], state()).unwrap();
+        observed(results[0].as_ref().unwrap())
+    };
+    let first: serde_json::Value = serde_json::from_str(&run()).unwrap();
+    assert_eq!(first["wall"], "0", "the wall clock is frozen at the epoch");
+    assert_eq!(first["monotonic"], 0, "the monotonic clock does not move");
+    assert_eq!(first["env"], 0, "no environment variables");
+    assert!(first["file"].as_str().unwrap().starts_with("denied"), "{first}");
+    let second: serde_json::Value = serde_json::from_str(&run()).unwrap();
+    assert_eq!(first, second, "randomness replays identically");
+}
+
+#[test]
+fn the_example_plugins_describe_their_read_models() {
+    let runtime = runtime();
+    let names: Vec<(String, u32)> = EXAMPLE_PLUGINS
+        .iter()
+        .map(|path| {
+            let plugin = load(&runtime, path);
+            (plugin.spec().name().to_string(), plugin.spec().version())
+        })
+        .collect();
+    assert_eq!(names, [("order-summaries".to_string(), 1), ("order-details".into(), 1), ("daily-order-stats".into(), 1)]);
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let runtime = runtime();
+    let error = runtime.load(b"definitely not wasm").err().unwrap();
+    assert!(matches!(error, LoadError::NotAComponent(_)), "{error}");
+    assert_eq!(error.to_string(), "not a WebAssembly component: missing the WebAssembly magic bytes");
+    // A core module: magic and version 1, no sections.
+    let error = runtime.load(b"\0asm\x01\0\0\0").err().unwrap();
+    assert!(error.to_string().contains("core WebAssembly module"), "{error}");
+}
