@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use projector::projection::types;
+pub use self::projector::projection::types;

@@ -15,6 +15,6 @@ mod samples;
 mod spec_check;
 mod values;
 
-pub use harness::Harness;
+pub use harness::{Harness, Runner};
 pub use row::Row;
 pub use samples::{event_from_sample, events_from_samples};
