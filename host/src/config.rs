@@ -155,7 +155,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("PROJECTOR_").split("__"));
+        figment = figment.merge(overrides());
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -209,6 +209,12 @@ impl Config {
     }
 }
 
+/// `PROJECTOR_<SECTION>__<FIELD>` variables. Other `PROJECTOR_*` variables (such as
+/// `PROJECTOR_CONFIG`, or those of scripts and tests) are not configuration fields.
+fn overrides() -> Env {
+    Env::prefixed("PROJECTOR_").filter(|key| key.as_str().contains("__")).split("__")
+}
+
 impl PluginsConfig {
     /// The per-call deadline.
     pub fn call_timeout(&self) -> Duration {
@@ -250,6 +256,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_fields_and_ignores_other_projector_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("projector.toml", "[kafka]\nbrokers = \"file:1\"\ntopic = \"t\"\n")?;
+            jail.set_env("PROJECTOR_KAFKA__BROKERS", "env:2");
+            jail.set_env("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "7");
+            jail.set_env("PROJECTOR_CONFIG", "projector.toml");
+            jail.set_env("PROJECTOR_TEST_PG", "postgres://elsewhere");
+            let config = Config::load(Some(Path::new("projector.toml"))).expect("loads");
+            assert_eq!(config.kafka.brokers, "env:2");
+            assert_eq!(config.kafka.topic, "t");
+            assert_eq!(config.pipeline.max_batch_events, 7);
+            jail.set_env("PROJECTOR_KAFKA__BROKERZ", "x");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("brokerz"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -140,7 +140,8 @@ pub fn generate(orders: usize, seed: u64) -> Vec<DemoRecord> {
             let (sku, name, price) = PRODUCTS[rng.gen_range(0..PRODUCTS.len())];
             (sku, name, rng.gen_range(1..=4i64), decimal(price))
         };
-        if rng.gen_bool(0.15) {
+        // Legacy orders are placed (already submitted); current ones may stay open.
+        let committed = if rng.gen_bool(0.15) {
             let lines: Vec<_> = (0..rng.gen_range(1..=4)).map(|_| line(&mut rng)).collect();
             let total = money_total(&lines);
             let lines: Vec<Value> = lines
@@ -155,25 +156,7 @@ pub fn generate(orders: usize, seed: u64) -> Vec<DemoRecord> {
                 "customerName": customer_name, "lines": lines, "total": decimal(&total),
                 "occurredAt": iso(at)}),
             ));
-            match rng.gen_range(0..10) {
-                0..=5 => {
-                    at += rng.gen_range(3_600_000..172_800_000);
-                    events.push((
-                        at,
-                        "OrderShipped",
-                        shipped(&mut rng, &mut next_id, &order_id, at),
-                    ));
-                }
-                6 => {
-                    at += rng.gen_range(60_000..7_200_000);
-                    events.push((
-                        at,
-                        "OrderCancelled",
-                        cancelled(&mut rng, &mut next_id, &order_id, at),
-                    ));
-                }
-                _ => {}
-            }
+            true
         } else {
             let mut lines: Vec<_> = (0..rng.gen_range(1..=3)).map(|_| line(&mut rng)).collect();
             let items: Vec<Value> = lines
@@ -211,25 +194,26 @@ pub fn generate(orders: usize, seed: u64) -> Vec<DemoRecord> {
                     "total": decimal(&money_total(&lines)), "submittedAt": iso(at)}),
                 ));
             }
-            match (submitted, rng.gen_range(0..10)) {
-                (true, 0..=5) => {
-                    at += rng.gen_range(3_600_000..172_800_000);
-                    events.push((
-                        at,
-                        "OrderShipped",
-                        shipped(&mut rng, &mut next_id, &order_id, at),
-                    ));
-                }
-                (true, 6) | (false, 0..=3) => {
-                    at += rng.gen_range(60_000..7_200_000);
-                    events.push((
-                        at,
-                        "OrderCancelled",
-                        cancelled(&mut rng, &mut next_id, &order_id, at),
-                    ));
-                }
-                _ => {}
+            submitted
+        };
+        match (committed, rng.gen_range(0..10)) {
+            (true, 0..=5) => {
+                at += rng.gen_range(3_600_000..172_800_000);
+                events.push((
+                    at,
+                    "OrderShipped",
+                    shipped(&mut rng, &mut next_id, &order_id, at),
+                ));
             }
+            (true, 6) | (false, 0..=3) => {
+                at += rng.gen_range(60_000..7_200_000);
+                events.push((
+                    at,
+                    "OrderCancelled",
+                    cancelled(&mut rng, &mut next_id, &order_id, at),
+                ));
+            }
+            _ => {}
         }
         if rng.gen_bool(0.03) {
             at += rng.gen_range(1_000..60_000);
