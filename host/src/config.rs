@@ -261,6 +261,7 @@ mod tests {
     #[test]
     fn environment_overrides_fields_and_ignores_other_projector_variables() {
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.create_file("projector.toml", "[kafka]\nbrokers = \"file:1\"\ntopic = \"t\"\n")?;
             jail.set_env("PROJECTOR_KAFKA__BROKERS", "env:2");
             jail.set_env("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "7");
