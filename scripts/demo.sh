@@ -26,10 +26,14 @@ log "Creating topic $PROJECTOR_KAFKA__TOPIC and publishing $ORDERS orders"
 "$PROJECTOR" produce-demo --orders "$ORDERS" --seed "$(date +%s)"
 
 log "Running the host until every projection has caught up"
+# The watcher starts first, so it sees the first batch land and times the whole catch-up.
+"$PROJECTOR" wait --timeout 600 &
+WATCHER=$!
+sleep 0.5
 "$PROJECTOR" run >"$STATE/host.log" 2>&1 &
 HOST=$!
 trap 'kill -TERM $HOST 2>/dev/null; wait $HOST 2>/dev/null || true' EXIT
-if ! "$PROJECTOR" wait --timeout 600; then
+if ! wait $WATCHER; then
   tail -n 30 "$STATE/host.log" >&2
   exit 1
 fi

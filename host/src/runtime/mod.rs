@@ -119,7 +119,7 @@ impl Runtime {
 
     /// Compiles (or loads from the cache), links and describes a component.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
-        if !wasmparser_is_component(wasm) {
+        if !is_component_binary(wasm) {
             return Err(LoadError::NotAComponent(if wasm.starts_with(b"\0asm") {
                 "this is a core WebAssembly module; build a component (e.g. target wasm32-wasip2)"
                     .into()
@@ -180,7 +180,7 @@ impl Drop for Runtime {
 }
 
 /// Whether the bytes start with the header of a component (layer 1), not a core module.
-fn wasmparser_is_component(wasm: &[u8]) -> bool {
+fn is_component_binary(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[0..4] == *b"\0asm" && wasm[6..8] == [1, 0]
 }
 
