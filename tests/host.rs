@@ -20,6 +20,16 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// The admin token every test host accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The read-only token every test host accepts.
+pub const READ_TOKEN: &str = "test-read-token-0123456789";
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// How to start a host.
 #[derive(Clone)]
 pub struct HostConfig {
@@ -54,17 +64,33 @@ impl HostConfig {
             db_url: db_url.into(),
             topic: topic.into(),
             plugins: plugins.iter().map(PathBuf::from).collect(),
-            // Groups are cluster-wide: a group per test keeps parallel tests apart.
-            env: vec![("PROJECTOR_KAFKA__GROUP_PREFIX".into(), crate::unique("g"))],
+            env: vec![
+                // Groups are cluster-wide: a group per test keeps parallel tests apart.
+                ("PROJECTOR_KAFKA__GROUP_PREFIX".into(), crate::unique("g")),
+                ("PROJECTOR_ADMIN__LISTEN".into(), format!("127.0.0.1:{}", free_port())),
+                (
+                    "PROJECTOR_ADMIN__TOKENS".into(),
+                    format!(
+                        r#"[{{name="test-admin", token="{ADMIN_TOKEN}"}}, {{name="test-reader", token="{READ_TOKEN}", read_only=true}}]"#
+                    ),
+                ),
+            ],
             log: dir.join("host.log"),
             dir,
         }
     }
 
-    /// Adds a `PROJECTOR_*` override.
+    /// Adds (or replaces) a `PROJECTOR_*` override.
     pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// The base URL of the admin API.
+    pub fn admin_url(&self) -> String {
+        let listen = &self.env.iter().find(|(k, _)| k == "PROJECTOR_ADMIN__LISTEN").expect("set in new").1;
+        format!("http://{listen}")
     }
 }
 

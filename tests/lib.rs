@@ -148,32 +148,38 @@ pub fn samples() -> Vec<DemoRecord> {
         .collect()
 }
 
-/// Waits until every live projection has applied every event of the topic.
-pub async fn wait_caught_up(db: &TestDb, topic: &str, projections: usize, timeout: Duration) {
-    let database = projector::sink::postgres::Database::connect(
-        &projector::config::PostgresConfig {
-            url: db.url.clone(),
-            max_connections: 2,
-        },
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+/// The registry's deployments of a test database, with their positions in `topic`.
+pub async fn deployments(
+    db: &TestDb,
+    topic: &str,
+) -> anyhow::Result<Vec<(projector::registry::Deployment, projector::progress::Progress)>> {
+    let kafka = kafka(topic);
+    let marks = tokio::task::spawn_blocking(move || projector::progress::Watermarks::new(&kafka)?.fetch()).await??;
+    let registry = projector::registry::Registry::new(db.pool.clone());
+    projector::progress::snapshot(&registry, &db.pool, &marks).await
+}
+
+/// Waits until `live` projections are live, nothing is building, and every running
+/// deployment has applied every event of the topic.
+pub async fn wait_caught_up(db: &TestDb, topic: &str, live: usize, timeout: Duration) {
+    use projector::registry::Status;
     let deadline = Instant::now() + timeout;
     loop {
-        let lags = projector::lag::lag(&database, &kafka(topic))
-            .await
-            .unwrap_or_default();
-        if let Some(failed) = lags.iter().find(|l| l.status == "failed") {
+        let all = deployments(db, topic).await.unwrap_or_default();
+        if let Some((failed, _)) = all.iter().find(|(d, _)| d.status == Status::Failed) {
             panic!("projection {} failed: {:?}", failed.name, failed.last_error);
         }
-        if lags.len() == projections && lags.iter().all(|l| l.lag() == 0) {
+        let running: Vec<_> = all.iter().filter(|(d, _)| d.status.runs() && !d.paused).collect();
+        let lives = running.iter().filter(|(d, _)| d.status == Status::Live).count();
+        let building = running.iter().any(|(d, _)| d.status == Status::Building);
+        if lives == live && !building && running.iter().all(|(_, p)| p.lag == 0) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not caught up after {timeout:?}: {lags:?}"
-        );
+        let summary: Vec<String> = all
+            .iter()
+            .map(|(d, p)| format!("{} v{} b{} {} lag {}", d.name, d.version, d.build, d.status, p.lag))
+            .collect();
+        assert!(Instant::now() < deadline, "not caught up after {timeout:?}: {summary:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -226,6 +232,20 @@ pub fn assert_rows_eq(what: &str, actual: &[Json], expected: &[Json]) {
         actual.len(),
         expected.len()
     );
+}
+
+/// Asserts the tables of three example deployments (by schema, in the order summaries,
+/// details, daily stats) equal the independent model of `records`.
+pub async fn assert_tables_match_model(db: &TestDb, schemas: [&str; 3], records: &[DemoRecord]) {
+    let model = expected::Model::of(records);
+    let views = ["read_models.order_summaries", "read_models.order_details", "read_models.daily_order_stats"];
+    let queries = [SUMMARIES_SQL, DETAILS_SQL, DAILY_SQL];
+    let expected = [model.summaries(), model.details(), model.daily()];
+    for index in 0..3 {
+        let table = views[index].replace("read_models", schemas[index]);
+        let rows = db.json_rows(&queries[index].replace(views[index], &table)).await;
+        assert_rows_eq(&table, &rows, &expected[index]);
+    }
 }
 
 /// Asserts the three example read models equal the independent model of `records`.

@@ -1,20 +1,25 @@
-//! Starting and stopping the host: load plugins, install their storage, run a pipeline per
-//! projection, stop gracefully on SIGTERM or Ctrl-C.
+//! Starting and stopping the host: connect, register the plugins found in the plugin
+//! directory, serve the admin API, and let the supervisor run what the registry says; stop
+//! gracefully on SIGTERM or Ctrl-C.
 //!
-//! Shutdown order: stop collecting, let each projection finish and commit its batch in
-//! flight, close the consumers (leaving their groups), then exit.
+//! Shutdown order: stop accepting admin requests, stop the supervisor (each worker finishes
+//! and commits its batch in flight, then leaves its consumer group), exit.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pipeline::{ProjectionStatus, Projector};
-use crate::runtime::{Limits, Plugin, Runtime};
+use crate::metrics::Metrics;
+use crate::progress::Board;
+use crate::registry::{Component, Created, Registry, RegistryError};
+use crate::runtime::{Limits, Runtime};
 use crate::sink::postgres::Database;
+use crate::supervisor::{Shared, Supervisor};
 
 /// The runtime limits from the configuration.
 pub fn limits(config: &Config) -> Limits {
@@ -24,8 +29,11 @@ pub fn limits(config: &Config) -> Limits {
     }
 }
 
-/// The `*.wasm` files of a directory, sorted by name.
+/// The `*.wasm` files of a directory, sorted by name; none when it does not exist.
 pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -35,79 +43,65 @@ pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs the host until `cancel` fires (or every projection has stopped).
-pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+/// Connects and builds the pieces every part of the host shares.
+pub async fn shared(config: Config) -> anyhow::Result<Shared> {
     let database = Database::connect(&config.postgres, Duration::from_secs(60)).await?;
-    let runtime = Arc::new(Runtime::new(
-        limits(&config),
-        Some(config.plugins.cache_dir.clone()),
-    )?);
-    let files = plugin_files(&config.plugins.dir)?;
-    if files.is_empty() {
-        anyhow::bail!("no *.wasm plugins in {}", config.plugins.dir.display());
-    }
-    let mut plugins: Vec<Arc<Plugin>> = Vec::new();
-    for file in files {
-        let bytes =
-            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        let loading = runtime.clone();
-        let plugin = tokio::task::spawn_blocking(move || loading.load(&bytes))
+    let runtime = Arc::new(Runtime::new(limits(&config), Some(config.plugins.cache_dir.clone()))?);
+    Ok(Shared {
+        registry: Registry::new(database.pool().clone()),
+        database,
+        runtime,
+        board: Arc::new(Board::default()),
+        metrics: Arc::new(Metrics::new()),
+        plugins: Default::default(),
+        config: Arc::new(config),
+    })
+}
+
+/// Registers every component of the plugin directory, as an upload by `plugins-dir` would:
+/// a new projection or version starts building; the same component again changes nothing.
+pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
+    for file in plugin_files(&shared.config.plugins.dir)? {
+        let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let runtime = shared.runtime.clone();
+        let bytes = wasm.clone();
+        let plugin = tokio::task::spawn_blocking(move || runtime.load(&bytes))
             .await?
             .with_context(|| format!("cannot load {}", file.display()))?;
         let spec = plugin.spec();
-        if let Some(other) = plugins.iter().find(|p| p.spec().name() == spec.name()) {
-            anyhow::bail!(
-                "{} and another file both declare projection {} (v{} and v{})",
-                file.display(),
-                spec.name(),
-                spec.version(),
-                other.spec().version()
-            );
-        }
-        database
-            .install(spec, plugin.sha256())
-            .await
-            .with_context(|| format!("cannot install {}", file.display()))?;
-        tracing::info!(projection = %spec.name(), version = spec.version(), sha256 = %plugin.sha256(), "Projection loaded.");
-        plugins.push(Arc::new(plugin));
-    }
-
-    let mut threads = Vec::new();
-    for plugin in plugins {
-        let projector = Projector {
-            plugin,
-            database: database.clone(),
-            kafka: config.kafka.clone(),
-            pipeline: config.pipeline.clone(),
-            handle: tokio::runtime::Handle::current(),
-            cancel: cancel.clone(),
-            status: Arc::new(ProjectionStatus::default()),
-        };
-        threads.push(projector.spawn()?);
-    }
-    tracing::info!(projections = threads.len(), "Projector running.");
-
-    // Wait for shutdown, or for every projection to stop on its own (all failed).
-    let all_stopped = {
-        let mut waiting = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break false,
-                _ = waiting.tick() => if threads.iter().all(|t| t.is_finished()) { break true },
+        let component = Component { sha256: &sha256, wasm: Some(&wasm), uploaded_by: "plugins-dir" };
+        match shared.registry.create(spec, component, &shared.config.kafka.group_prefix, false).await {
+            Ok(Created::New(d)) => {
+                tracing::info!(projection = %d.name, version = d.version, file = %file.display(), "Registered a plugin from the plugin directory; building.")
             }
+            Ok(Created::Unchanged(_)) => {}
+            Err(e @ RegistryError::VersionExists { .. }) => {
+                tracing::warn!(file = %file.display(), error = %e, "Keeping the registered code.")
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot register {}", file.display())),
         }
-    };
-    cancel.cancel();
-    tokio::task::spawn_blocking(move || {
-        for thread in threads {
-            let _ = thread.join();
-        }
-    })
-    .await?;
-    drop(runtime);
-    if all_stopped {
-        anyhow::bail!("every projection stopped; see the errors above");
+        shared.plugins.lock().expect("not poisoned").insert(sha256, Arc::new(plugin));
     }
+    Ok(())
+}
+
+/// Runs the host until `cancel` fires.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let shared = shared(config).await?;
+    register_plugin_dir(&shared).await?;
+    let admin = &shared.config.admin;
+    if admin.tokens.is_empty() {
+        tracing::warn!("No admin tokens configured: the admin API refuses every request.");
+    }
+    let listener = tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the admin API", admin.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "Admin API listening.");
+    let server = tokio::spawn(crate::admin::serve(shared.clone(), listener, cancel.clone()));
+    Supervisor::new(shared, cancel.clone()).run().await;
+    cancel.cancel();
+    server.await??;
     tracing::info!("Projector stopped.");
     Ok(())
 }

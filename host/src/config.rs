@@ -25,6 +25,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// How events are grouped into batches.
     pub pipeline: PipelineConfig,
+    /// The admin API, hot-loading and blue/green promotion.
+    pub admin: AdminConfig,
 }
 
 /// The Kafka source.
@@ -127,6 +129,52 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The admin API (also serving `/metrics`) and the control loop behind it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address the admin API listens on.
+    pub listen: std::net::SocketAddr,
+    /// Bearer tokens, each with a name (recorded as the uploader) and whether it may only read.
+    /// With no token configured every admin request is refused.
+    pub tokens: Vec<TokenConfig>,
+    /// Largest component upload, in MiB; enforced while the body streams in.
+    pub max_upload_mib: u64,
+    /// Longest time validating an upload may take (compiling it included), in milliseconds.
+    pub compile_timeout_ms: u64,
+    /// A building deployment goes live once its lag is at most this many events.
+    pub promote_max_lag: i64,
+    /// How often each instance reconciles with the registry, in milliseconds (registry
+    /// changes also wake it at once through PostgreSQL notifications).
+    pub reconcile_interval_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".parse().expect("valid address"),
+            tokens: Vec::new(),
+            max_upload_mib: 10,
+            compile_timeout_ms: 30_000,
+            promote_max_lag: 0,
+            reconcile_interval_ms: 1_000,
+        }
+    }
+}
+
+/// One admin API token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it, e.g. `ci` or `alice`; recorded as the uploader of components.
+    pub name: String,
+    /// The secret the client sends as `Authorization: Bearer <token>` (16 characters or more).
+    pub token: String,
+    /// A read-only token may list and inspect, and gets 403 on every change.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
 /// A configuration that cannot be used, with the field at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -222,6 +270,13 @@ impl PluginsConfig {
     }
 }
 
+impl AdminConfig {
+    /// The upload size limit in bytes.
+    pub fn max_upload_bytes(&self) -> usize {
+        (self.max_upload_mib * 1024 * 1024) as usize
+    }
+}
+
 impl PipelineConfig {
     /// The batch fill deadline.
     pub fn max_batch_wait(&self) -> Duration {
@@ -271,6 +326,10 @@ mod tests {
             assert_eq!(config.kafka.brokers, "env:2");
             assert_eq!(config.kafka.topic, "t");
             assert_eq!(config.pipeline.max_batch_events, 7);
+            jail.set_env("PROJECTOR_ADMIN__TOKENS", r#"[{name="ci", token="0123456789abcdef"}]"#);
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.admin.tokens[0].name, "ci");
+            assert!(!config.admin.tokens[0].read_only);
             jail.set_env("PROJECTOR_KAFKA__BROKERZ", "x");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("brokerz"), "{err}");

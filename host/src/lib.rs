@@ -3,15 +3,21 @@
 //!
 //! The pieces, each knowing only its own job: [`source`] reads the topic, [`runtime`] runs
 //! plugins in wasmtime sandboxes, [`changeset`] folds their operations, [`sink`] writes read
-//! models with their offsets. [`pipeline`] is the one place where they meet.
+//! models with their offsets. [`pipeline`] is the one place where they meet. The control plane:
+//! [`registry`] (uploaded components and deployments in PostgreSQL), [`supervisor`] (runs what
+//! the registry says, promotes what caught up), [`admin`] (the HTTP API over both).
 
+pub mod admin;
 pub mod app;
 pub mod changeset;
 pub mod config;
 pub mod demo;
-pub mod lag;
+pub mod metrics;
 pub mod pipeline;
+pub mod progress;
+pub mod registry;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod supervisor;

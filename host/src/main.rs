@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use projector::config::Config;
+use projector::progress::{Progress, Watermarks};
+use projector::registry::{Deployment, Registry, Status};
 use projector::sink::postgres::Database;
 
 /// Projector: Kafka order events to read models through sandboxed WebAssembly plugins.
@@ -88,17 +90,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lag => {
-            let database = Database::connect(&config.postgres, Duration::from_secs(5)).await?;
-            for p in projector::lag::lag(&database, &config.kafka).await? {
-                println!(
-                    "{} v{} [{}]: {} applied, lag {}",
-                    p.name,
-                    p.version,
-                    p.status,
-                    p.applied(),
-                    p.lag()
-                );
-                if let Some(error) = &p.last_error {
+            for (d, p) in snapshot(&config).await? {
+                let state = if d.paused { "paused".to_string() } else { d.status.to_string() };
+                println!("{} v{} build {} [{state}]: {} applied, lag {}", d.name, d.version, d.build, p.applied, p.lag);
+                if let Some(error) = &d.last_error {
                     println!("  last error: {error}");
                 }
             }
@@ -108,39 +103,45 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Polls the lag until it is zero everywhere; measures events applied per second from the
-/// first progress seen to the moment everything caught up.
-async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
+/// Every deployment with its position.
+async fn snapshot(config: &Config) -> anyhow::Result<Vec<(Deployment, Progress)>> {
     let database = Database::connect(&config.postgres, Duration::from_secs(30)).await?;
+    let kafka = config.kafka.clone();
+    let marks = tokio::task::spawn_blocking(move || Watermarks::new(&kafka)?.fetch()).await??;
+    projector::progress::snapshot(&Registry::new(database.pool().clone()), database.pool(), &marks).await
+}
+
+/// Polls until every running deployment has caught up and nothing is still building; measures
+/// events applied per second from the first progress seen to the moment everything caught up.
+async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut initial: Option<i64> = None;
     let mut started: Option<Instant> = None;
     let mut last_print = Instant::now();
     loop {
-        let lags = projector::lag::lag(&database, &config.kafka).await?;
-        if let Some(failed) = lags.iter().find(|p| p.status == "failed") {
-            anyhow::bail!(
-                "projection {} failed: {}",
-                failed.name,
-                failed.last_error.clone().unwrap_or_default()
-            );
+        let all = snapshot(config).await?;
+        if let Some((failed, _)) = all.iter().find(|(d, _)| d.status == Status::Failed) {
+            anyhow::bail!("projection {} failed: {}", failed.name, failed.last_error.clone().unwrap_or_default());
         }
-        let applied: i64 = lags.iter().map(|p| p.applied()).sum();
-        let lag: i64 = lags.iter().map(|p| p.lag()).sum();
+        let running: Vec<&(Deployment, Progress)> =
+            all.iter().filter(|(d, _)| d.status.runs() && !d.paused).collect();
+        let applied: i64 = running.iter().map(|(_, p)| p.applied).sum();
+        let lag: i64 = running.iter().map(|(_, p)| p.lag).sum();
+        let building = running.iter().any(|(d, _)| d.status == Status::Building);
         let first = *initial.get_or_insert(applied);
         if started.is_none() && applied > first {
             started = Some(Instant::now());
         }
-        if !lags.is_empty() && lag == 0 {
+        if !running.is_empty() && lag == 0 && !building {
             let events = applied - first;
             match started {
                 Some(t) if events > 0 => {
                     let seconds = t.elapsed().as_secs_f64().max(0.001);
-                    let count = lags.len() as f64;
+                    let count = running.len() as f64;
                     println!(
                         "Caught up in {seconds:.2} s: {} projections applied {events} events \
                          ({:.0} topic events each): {:.0} events/s in total, {:.0} events/s per projection.",
-                        lags.len(),
+                        running.len(),
                         events as f64 / count,
                         events as f64 / seconds,
                         events as f64 / count / seconds,
@@ -154,14 +155,8 @@ async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
             anyhow::bail!("still {lag} events behind after {timeout:?}");
         }
         if last_print.elapsed() >= Duration::from_secs(2) {
-            for p in &lags {
-                eprintln!(
-                    "  {} v{}: {} applied, lag {}",
-                    p.name,
-                    p.version,
-                    p.applied(),
-                    p.lag()
-                );
+            for (d, p) in &running {
+                eprintln!("  {} v{} [{}]: {} applied, lag {}", d.name, d.version, d.status, p.applied, p.lag);
             }
             last_print = Instant::now();
         }

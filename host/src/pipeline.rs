@@ -27,6 +27,7 @@ use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::runtime::types::{Event, Header};
 use crate::runtime::{Plugin, StateOverlay};
+use crate::registry::{Deployment, Registry};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
 use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
 
@@ -65,12 +66,16 @@ enum Failure {
     Cancelled,
 }
 
-/// Everything one projection's thread needs.
+/// Everything one deployment's thread needs.
 pub struct Projector {
     /// The loaded plugin.
     pub plugin: Arc<Plugin>,
+    /// What it runs as: schema, consumer group, registry id.
+    pub deployment: Deployment,
     /// Where its read model lives.
     pub database: Database,
+    /// Where its status is recorded.
+    pub registry: Registry,
     /// The source.
     pub kafka: KafkaConfig,
     /// Batching.
@@ -81,21 +86,22 @@ pub struct Projector {
     pub cancel: CancellationToken,
     /// Counters shared with reporters.
     pub status: Arc<ProjectionStatus>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Projector {
     /// Starts the projection on its own thread.
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
-        let name = format!("proj-{}", self.plugin.spec().name());
+        let name = format!("proj-{}-{}", self.deployment.name, self.deployment.id);
         std::thread::Builder::new()
             .name(name)
             .spawn(move || self.run())
     }
 
     fn run(self) {
-        let spec = self.plugin.spec();
-        let (name, version) = (spec.name().to_string(), spec.version());
-        let writer = self.database.writer(spec);
+        let (name, version) = (self.deployment.name.clone(), self.deployment.version);
+        let writer = self.database.writer(&self.deployment.schema);
         let loader = {
             let (writer, handle) = (writer.clone(), self.handle.clone());
             Box::new(move || {
@@ -105,12 +111,11 @@ impl Projector {
             })
         };
         let context = SeedingContext::new(&self.kafka.topic, loader, self.cancel.clone());
-        let group = spec.consumer_group(&self.kafka.group_prefix);
+        let group = self.deployment.consumer_group.clone();
         let consumer = match kafka::subscribe(&self.kafka, &group, context) {
             Ok(consumer) => consumer,
             Err(e) => {
-                let message = format!("cannot create the Kafka consumer: {e}");
-                self.fail(&message);
+                self.fail(&format!("cannot create the Kafka consumer: {e}"), None);
                 return;
             }
         };
@@ -131,7 +136,13 @@ impl Projector {
                 Ok(applied) => report.add(&name, applied),
                 Err(Failure::Cancelled) => break,
                 Err(failure) => {
-                    self.fail(&failure.to_string());
+                    let kind = if matches!(failure, Failure::Event { .. }) { "event" } else { "call" };
+                    self.metrics.error(&name, kind);
+                    let at = match &failure {
+                        Failure::Event { partition, offset, .. } => Some((*partition, *offset)),
+                        _ => None,
+                    };
+                    self.fail(&failure.to_string(), at);
                     break;
                 }
             }
@@ -141,15 +152,12 @@ impl Projector {
         tracing::info!(projection = %name, version, "Projection stopped.");
     }
 
-    fn fail(&self, message: &str) {
-        let spec = self.plugin.spec();
-        tracing::error!(projection = %spec.name(), version = spec.version(), error = %message, "Projection failed and stopped; its read model keeps the last committed batch.");
+    fn fail(&self, message: &str, at: Option<(i32, i64)>) {
+        let d = &self.deployment;
+        tracing::error!(projection = %d.name, version = d.version, build = d.build, error = %message, "Projection failed and stopped; its read model keeps the last committed batch.");
         *self.status.failure.lock().expect("not poisoned") = Some(message.to_string());
-        if let Err(e) =
-            self.handle
-                .block_on(self.database.set_status(spec, "failed", Some(message)))
-        {
-            tracing::error!(projection = %spec.name(), error = %e, "Could not record the failure.");
+        if let Err(e) = self.handle.block_on(self.registry.fail(d.id, message, at)) {
+            tracing::error!(projection = %d.name, error = %e, "Could not record the failure.");
         }
     }
 }
@@ -206,7 +214,7 @@ impl Worker<'_> {
                     first_at.get_or_insert_with(Instant::now);
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(projection = %self.projector.plugin.spec().name(), error = %e, "Kafka consumer error.");
+                    tracing::warn!(projection = %self.projector.deployment.name, error = %e, "Kafka consumer error.");
                 }
                 None if first_at.is_none() => return batch,
                 None => {}
@@ -222,9 +230,19 @@ impl Worker<'_> {
     /// fails, the events before it are still applied, then the failure is returned: the
     /// projection stops exactly at the event that caused it.
     fn apply(&mut self, batch: &[OwnedMessage]) -> Result<usize, Failure> {
+        let started = Instant::now();
         let events: Vec<Event> = batch.iter().map(to_event).collect();
-        match self.project(&events) {
-            Ok((changes, state)) => self.commit(&events, &changes, &state),
+        let applied = self.apply_events(&events);
+        if let Ok(count) = &applied {
+            let projector = self.projector;
+            projector.metrics.batch_committed(&projector.deployment, *count, started.elapsed().as_secs_f64());
+        }
+        applied
+    }
+
+    fn apply_events(&mut self, events: &[Event]) -> Result<usize, Failure> {
+        match self.project(events) {
+            Ok((changes, state)) => self.commit(events, &changes, &state),
             Err((0, failure)) => Err(failure),
             Err((failed_at, failure)) => {
                 // Deterministic plugins: projecting the prefix again gives the same result.
@@ -386,7 +404,8 @@ impl Worker<'_> {
             match self.projector.handle.block_on(call()) {
                 Ok(()) => return Ok(true),
                 Err(SinkError::Fenced { partition }) => {
-                    tracing::warn!(projection = %self.projector.plugin.spec().name(), partition, "Batch fenced: another consumer advanced the partition; re-reading from the stored offsets.");
+                    self.projector.metrics.error(&self.projector.deployment.name, "fenced");
+                    tracing::warn!(projection = %self.projector.deployment.name, partition, "Batch fenced: another consumer advanced the partition; re-reading from the stored offsets.");
                     return Ok(false);
                 }
                 Err(e) if e.is_transient() => {
@@ -403,10 +422,11 @@ impl Worker<'_> {
         error: &str,
         delay: &mut Duration,
     ) -> Result<(), Failure> {
+        self.projector.metrics.error(&self.projector.deployment.name, "database");
         if self.projector.cancel.is_cancelled() {
             return Err(Failure::Cancelled);
         }
-        tracing::error!(projection = %self.projector.plugin.spec().name(), action = what, error = %error, retry_in = ?*delay, "Database unavailable; the batch is kept and retried.");
+        tracing::error!(projection = %self.projector.deployment.name, action = what, error = %error, retry_in = ?*delay, "Database unavailable; the batch is kept and retried.");
         std::thread::sleep(*delay);
         *delay = (*delay * 2).min(Duration::from_secs(5));
         Ok(())

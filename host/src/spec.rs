@@ -320,8 +320,6 @@ pub(crate) mod tests {
     #[test]
     fn a_valid_spec_is_accepted() {
         let spec = Spec::new(stats_spec()).unwrap();
-        assert_eq!(spec.schema_name(), "proj_daily_stats_v3");
-        assert_eq!(spec.consumer_group("projector"), "projector.daily-stats.v3");
         let (_, info) = spec.collection("daily").unwrap();
         assert_eq!(info.primary_key, vec![0]);
         assert_eq!(info.field("revenue"), Some(2));

@@ -126,14 +126,7 @@ async fn dropping_storage_and_offsets_replays_to_identical_rows() {
             .await
             .unwrap();
     }
-    sqlx::query("DELETE FROM projector.projections")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM projector.projection_versions")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM projector.deployments").execute(&db.pool).await.unwrap();
 
     let host = Host::start(&config);
     wait_caught_up(&db, &topic, 3, Duration::from_secs(180)).await;

@@ -40,7 +40,10 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
 
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let failed = loop {
-        let rows = sqlx::query("SELECT name, last_error FROM projector.projection_versions WHERE status = 'failed' ORDER BY name")
+        let rows = sqlx::query(
+            "SELECT name, last_error, error_partition, error_offset FROM projector.deployments \
+             WHERE status = 'failed' ORDER BY name",
+        )
             .fetch_all(&db.pool)
             .await
             .unwrap_or_default();
@@ -56,6 +59,8 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
     };
     for row in &failed {
         let (name, error): (String, String) = (row.get(0), row.get(1));
+        let at: (Option<i32>, Option<i64>) = (row.get(2), row.get(3));
+        assert_eq!(at, (Some(0), Some(11)), "{name}");
         assert!(error.contains("partition 0 offset 11"), "{name}: {error}");
         assert!(error.contains("total"), "{name} names the field: {error}");
     }
@@ -73,17 +78,12 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
         .unwrap();
         assert_eq!(next, 11, "{schema} stops exactly at the bad event");
     }
-    // The read models hold exactly the 11 samples before it.
-    assert_matches_model(&db, &samples()).await;
-    // Every projection failed, so the host exits with an error instead of idling.
-    let started = std::time::Instant::now();
-    while host.running() && started.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        !host.running(),
-        "host should exit when every projection has failed"
-    );
+    // The deployments failed while building, so nothing went live; their tables hold exactly
+    // the 11 samples before the bad event.
+    let schemas = ["proj_order_summaries_v1", "proj_order_details_v1", "proj_daily_order_stats_v1"];
+    assert_tables_match_model(&db, schemas, &samples()).await;
+    // The host keeps running (a fixed plugin can be uploaded); the failure is in its log.
+    assert!(host.running(), "{}", host.log_tail());
     assert!(
         host.log().contains("Projection failed and stopped"),
         "{}",

@@ -105,9 +105,10 @@ fn the_example_plugins_describe_their_read_models() {
 fn bytes_that_are_not_a_component_are_refused() {
     let runtime = runtime();
     let error = runtime.load(b"definitely not wasm").err().unwrap();
-    assert!(matches!(error, LoadError::NotAComponent(_)), "{error}");
-    assert_eq!(error.to_string(), "not a WebAssembly component: missing the WebAssembly magic bytes");
+    assert!(matches!(error, LoadError::NotWasm), "{error}");
+    assert_eq!(error.code(), "not_wasm");
     // A core module: magic and version 1, no sections.
     let error = runtime.load(b"\0asm\x01\0\0\0").err().unwrap();
+    assert!(matches!(error, LoadError::CoreModule), "{error}");
     assert!(error.to_string().contains("core WebAssembly module"), "{error}");
 }

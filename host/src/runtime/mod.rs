@@ -41,25 +41,45 @@ pub struct Limits {
     pub max_memory: usize,
 }
 
-/// Why a component could not be loaded.
+/// Why a component could not be loaded. Each variant has a stable [`LoadError::code`].
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The bytes are not a WebAssembly component (a core module, or not Wasm at all).
-    #[error("not a WebAssembly component: {0}")]
-    NotAComponent(String),
+    /// The bytes are not WebAssembly at all.
+    #[error("not WebAssembly: the bytes do not start with the WebAssembly magic number")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error("this is a core WebAssembly module, not a component; build for a component target (e.g. Rust's wasm32-wasip2, componentize-py, jco)")]
+    CoreModule,
     /// The component does not compile.
     #[error("the component does not compile: {0}")]
     Compile(String),
-    /// The component imports something the host does not provide, or does not export the
-    /// `projector:projection` world.
-    #[error("the component does not fit the projector:projection@0.1.0 world: {0}")]
-    World(String),
+    /// The component does not export the `projector:projection` world.
+    #[error("the component does not implement the projector:projection@0.1.0 world: {0}")]
+    WrongWorld(String),
+    /// The component imports something the host does not provide.
+    #[error("the component imports something the host does not provide: {0}")]
+    UnsupportedImport(String),
     /// `describe` trapped or timed out.
     #[error("describe failed: {0}")]
     Describe(#[from] CallError),
     /// `describe` returned an unusable declaration.
     #[error(transparent)]
     Spec(#[from] SpecError),
+}
+
+impl LoadError {
+    /// A stable, machine-readable code for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::NotWasm => "not_wasm",
+            LoadError::CoreModule => "core_module",
+            LoadError::Compile(_) => "compile_failed",
+            LoadError::WrongWorld(_) => "wrong_world",
+            LoadError::UnsupportedImport(_) => "unsupported_import",
+            LoadError::Describe(_) => "describe_failed",
+            LoadError::Spec(_) => "invalid_spec",
+        }
+    }
 }
 
 /// Why a call into a plugin failed as a whole (as opposed to one event's error).
@@ -119,21 +139,27 @@ impl Runtime {
 
     /// Compiles (or loads from the cache), links and describes a component.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        if !wasm.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm);
+        }
         if !is_component_binary(wasm) {
-            return Err(LoadError::NotAComponent(if wasm.starts_with(b"\0asm") {
-                "this is a core WebAssembly module; build a component (e.g. target wasm32-wasip2)"
-                    .into()
-            } else {
-                "missing the WebAssembly magic bytes".into()
-            }));
+            return Err(LoadError::CoreModule);
         }
         let sha256 = hex::encode(Sha256::digest(wasm));
         let component = self.compile(wasm, &sha256)?;
+        let exports = component.component_type();
+        let missing: Vec<&str> = ["describe", "handle"]
+            .into_iter()
+            .filter(|name| exports.get_export(&self.engine, name).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(LoadError::WrongWorld(format!("it does not export {}", missing.join(" and "))));
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let pre = ProjectionPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let pre = ProjectionPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let mut plugin = Plugin {
             pre,
             engine: self.engine.clone(),

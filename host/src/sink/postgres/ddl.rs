@@ -35,40 +35,51 @@ pub const BOOTSTRAP: &[&str] = &[
                GROUP BY k) AS sums
          WHERE v <> 0
        $$"#,
-    r#"CREATE TABLE IF NOT EXISTS projector.projection_versions (
-         name        text        NOT NULL,
-         version     integer     NOT NULL,
-         sha256      text        NOT NULL,
-         spec        jsonb       NOT NULL,
-         schema_name text        NOT NULL,
-         status      text        NOT NULL DEFAULT 'building',
-         last_error  text,
-         created_at  timestamptz NOT NULL DEFAULT now(),
-         updated_at  timestamptz NOT NULL DEFAULT now(),
-         PRIMARY KEY (name, version))"#,
-    r#"CREATE TABLE IF NOT EXISTS projector.projections (
-         name         text    PRIMARY KEY,
-         live_version integer NOT NULL)"#,
+    r#"CREATE TABLE IF NOT EXISTS projector.components (
+         sha256      text        PRIMARY KEY,
+         wasm        bytea       NOT NULL,
+         size_bytes  bigint      NOT NULL,
+         uploaded_by text,
+         uploaded_at timestamptz NOT NULL DEFAULT now())"#,
+    r#"CREATE TABLE IF NOT EXISTS projector.deployments (
+         id              bigserial   PRIMARY KEY,
+         name            text        NOT NULL,
+         version         integer     NOT NULL,
+         build           integer     NOT NULL,
+         sha256          text        NOT NULL REFERENCES projector.components (sha256),
+         spec            jsonb       NOT NULL,
+         schema_name     text        NOT NULL UNIQUE,
+         consumer_group  text        NOT NULL,
+         status          text        NOT NULL CHECK (status IN ('building', 'live', 'standby', 'failed')),
+         paused          boolean     NOT NULL DEFAULT false,
+         last_error      text,
+         error_partition integer,
+         error_offset    bigint,
+         uploaded_by     text,
+         created_at      timestamptz NOT NULL DEFAULT now(),
+         activated_at    timestamptz,
+         UNIQUE (name, version, build))"#,
+    // One live deployment per projection: the one behind the public views.
+    "CREATE UNIQUE INDEX IF NOT EXISTS deployments_one_live ON projector.deployments (name) WHERE status = 'live'",
 ];
 
-/// Statements creating a version's schema and tables, idempotently.
-pub fn create_storage(spec: &Spec) -> Vec<String> {
-    let schema = spec.schema_name();
+/// Statements creating a deployment's schema and tables, idempotently.
+pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
     let mut statements = vec![
-        format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&schema)),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value bytea NOT NULL)",
-            qualified(&schema, "_state")
+            qualified(schema, "_state")
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (partition integer PRIMARY KEY, next_offset bigint NOT NULL, \
              last_event_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())",
-            qualified(&schema, "_offsets")
+            qualified(schema, "_offsets")
         ),
     ];
     for (collection, _) in spec.collections() {
-        statements.push(create_table(&schema, collection));
-        statements.extend(create_indexes(&schema, collection));
+        statements.push(create_table(schema, collection));
+        statements.extend(create_indexes(schema, collection));
     }
     statements
 }
@@ -149,9 +160,8 @@ fn create_indexes(schema: &str, collection: &Collection) -> Vec<String> {
         .collect()
 }
 
-/// Statements pointing the public views of every collection at this version.
-pub fn publish_views(spec: &Spec) -> Vec<String> {
-    let schema = spec.schema_name();
+/// Statements pointing the public views of every collection at the tables in `schema`.
+pub fn publish_views(schema: &str, spec: &Spec) -> Vec<String> {
     spec.collections()
         .flat_map(|(collection, _)| {
             let view = qualified("read_models", &collection.name);
@@ -159,9 +169,18 @@ pub fn publish_views(spec: &Spec) -> Vec<String> {
                 format!("DROP VIEW IF EXISTS {view}"),
                 format!(
                     "CREATE VIEW {view} AS SELECT * FROM {}",
-                    qualified(&schema, &collection.name)
+                    qualified(schema, &collection.name)
                 ),
             ]
+        })
+        .collect()
+}
+
+/// Statements dropping the public views of every collection.
+pub fn drop_views(spec: &Spec) -> Vec<String> {
+    spec.collections()
+        .map(|(collection, _)| {
+            format!("DROP VIEW IF EXISTS {}", qualified("read_models", &collection.name))
         })
         .collect()
 }
@@ -174,7 +193,7 @@ mod tests {
     #[test]
     fn tables_follow_the_declaration() {
         let spec = Spec::new(stats_spec()).unwrap();
-        let statements = create_storage(&spec);
+        let statements = create_storage("proj_daily_stats_v3", &spec);
         let table = statements
             .iter()
             .find(|s| s.contains("\"daily\" ("))
@@ -188,7 +207,7 @@ mod tests {
              \"by_status\" jsonb,\n  \"tags\" text[],\n  PRIMARY KEY (\"day\")\n)"
         );
         assert_eq!(
-            publish_views(&spec),
+            publish_views("proj_daily_stats_v3", &spec),
             vec![
                 "DROP VIEW IF EXISTS \"read_models\".\"daily\"".to_string(),
                 "CREATE VIEW \"read_models\".\"daily\" AS SELECT * FROM \"proj_daily_stats_v3\".\"daily\"".to_string(),

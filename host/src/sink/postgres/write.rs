@@ -84,11 +84,11 @@ pub struct BatchWriter {
 }
 
 impl BatchWriter {
-    /// A writer for the schema of `spec`.
-    pub fn new(pool: PgPool, spec: &Spec) -> Self {
+    /// A writer for the tables in `schema`.
+    pub fn new(pool: PgPool, schema: &str) -> Self {
         Self {
             pool,
-            schema: spec.schema_name(),
+            schema: schema.to_string(),
         }
     }
 

@@ -1,0 +1,160 @@
+//! Inspecting and steering projections: list, status, rebuild, rollback, pause, resume, remove.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+
+use super::{ApiError, Caller};
+use crate::registry::{Component, Created, Deployment, Status};
+use crate::source::kafka::client_config;
+use crate::spec::Spec;
+use crate::supervisor::Shared;
+
+/// The state shown for a deployment: its status, or `paused`.
+fn state(d: &Deployment) -> String {
+    if d.paused && d.status != Status::Failed {
+        "paused".into()
+    } else {
+        d.status.to_string()
+    }
+}
+
+fn describe(shared: &Shared, d: &Deployment) -> Value {
+    let progress = shared.board.get(d.id).unwrap_or_default();
+    let partitions: BTreeMap<String, Value> = progress
+        .partitions
+        .iter()
+        .map(|(p, pos)| (p.to_string(), json!(pos)))
+        .collect();
+    json!({
+        "id": d.id,
+        "version": d.version,
+        "build": d.build,
+        "state": state(d),
+        "sha256": d.sha256,
+        "schema": d.schema,
+        "consumer_group": d.consumer_group,
+        "uploaded_by": d.uploaded_by,
+        "created_at": d.created_at,
+        "activated_at": d.activated_at,
+        "collections": d.spec.collections.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        "lag": progress.lag,
+        "applied": progress.applied,
+        "events_per_second": (progress.events_per_second * 10.0).round() / 10.0,
+        "eta_seconds": progress.eta_seconds.map(|s| (s * 10.0).round() / 10.0),
+        "partitions": partitions,
+        "last_error": d.last_error.as_ref().map(|message| json!({
+            "message": message, "partition": d.error_partition, "offset": d.error_offset,
+        })),
+    })
+}
+
+fn summary(shared: &Shared, name: &str, deployments: &[&Deployment]) -> Value {
+    let live = deployments.iter().find(|d| d.status == Status::Live);
+    json!({
+        "name": name,
+        "live_version": live.map(|d| d.version),
+        "deployments": deployments.iter().map(|d| describe(shared, d)).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /admin/projections`: every projection with its deployments.
+pub async fn list(State(shared): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let all = shared.registry.all().await?;
+    let mut by_name: BTreeMap<&str, Vec<&Deployment>> = BTreeMap::new();
+    for d in &all {
+        by_name.entry(&d.name).or_default().push(d);
+    }
+    let projections: Vec<Value> = by_name.iter().map(|(name, ds)| summary(&shared, name, ds)).collect();
+    Ok(Json(json!({"projections": projections})))
+}
+
+/// `GET /admin/projections/{name}`: one projection in detail.
+pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let deployments = shared.registry.of(&name).await?;
+    let refs: Vec<&Deployment> = deployments.iter().collect();
+    Ok(Json(summary(&shared, &name, &refs)))
+}
+
+/// `POST /admin/projections/{name}/rebuild`: the live code again from the start of the topic,
+/// blue/green: the current deployment serves until the rebuild has caught up.
+pub async fn rebuild(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let deployments = shared.registry.of(&name).await?;
+    let source = deployments
+        .iter()
+        .find(|d| d.status == Status::Live)
+        .or_else(|| deployments.first())
+        .expect("of() returns at least one");
+    let spec = Spec::new(source.spec.clone()).map_err(ApiError::internal)?;
+    let component = Component { sha256: &source.sha256, wasm: None, uploaded_by: &caller.name };
+    let prefix = &shared.config.kafka.group_prefix;
+    let Created::New(deployment) = shared.registry.create(&spec, component, prefix, true).await? else {
+        unreachable!("a rebuild always creates a deployment");
+    };
+    tracing::info!(projection = %name, version = deployment.version, build = deployment.build, by = %caller.name, "Rebuild started.");
+    Ok((StatusCode::ACCEPTED, Json(json!({"result": "building", "deployment": describe(&shared, &deployment)}))))
+}
+
+/// `POST /admin/projections/{name}/rollback`: the previous deployment back live, at once.
+pub async fn rollback(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let live = shared.registry.rollback(&name).await?;
+    tracing::info!(projection = %name, version = live.version, build = live.build, by = %caller.name, "Rolled back.");
+    Ok(Json(json!({"result": "rolled back", "live": describe(&shared, &live)})))
+}
+
+/// `POST /admin/projections/{name}/pause`.
+pub async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    shared.registry.set_paused(&name, true).await?;
+    Ok(Json(json!({"result": "paused", "name": name})))
+}
+
+/// `POST /admin/projections/{name}/resume`.
+pub async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    shared.registry.set_paused(&name, false).await?;
+    Ok(Json(json!({"result": "resumed", "name": name})))
+}
+
+/// `DELETE /admin/projections/{name}`: stops it everywhere and removes its views, schemas and
+/// consumer groups.
+pub async fn remove(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let groups = shared.registry.remove(&name).await?;
+    tracing::info!(projection = %name, by = %caller.name, "Projection removed.");
+    // Workers leave their groups within a reconcile interval; delete the groups after that,
+    // in the background, retrying while members are still leaving.
+    let kafka = shared.config.kafka.clone();
+    let wait = Duration::from_millis(shared.config.admin.reconcile_interval_ms * 3);
+    let deleting = groups.clone();
+    tokio::spawn(async move { delete_groups(kafka, deleting, wait).await });
+    Ok(Json(json!({"result": "removed", "name": name, "consumer_groups": groups})))
+}
+
+async fn delete_groups(kafka: crate::config::KafkaConfig, groups: Vec<String>, wait: Duration) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let Ok(admin) = client_config(&kafka).create::<AdminClient<_>>() else { return };
+    let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+    for attempt in 0..5 {
+        tokio::time::sleep(wait * (attempt + 1)).await;
+        match admin.delete_groups(&names, &AdminOptions::new()).await {
+            Ok(results) if results.iter().all(|r| r.is_ok()) => return,
+            Ok(results) => tracing::debug!(?results, "Some consumer groups could not be deleted yet."),
+            Err(e) => tracing::debug!(error = %e, "Deleting consumer groups failed."),
+        }
+    }
+    tracing::warn!(groups = ?groups, "Consumer groups of a removed projection could not be deleted from Kafka.");
+}

@@ -1,0 +1,200 @@
+//! `POST /admin/projections` (upload, or `?mode=hot-swap`) and `POST /admin/dry-run`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, Caller};
+use crate::changeset::Changeset;
+use crate::registry::{Component, Created};
+use crate::runtime::types::{Event, Header};
+use crate::runtime::{Plugin, StateOverlay};
+use crate::supervisor::Shared;
+
+/// Query of an upload.
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    /// `hot-swap` replaces the live deployment's code without a rebuild.
+    mode: Option<String>,
+}
+
+/// Reads a body, refusing it once it grows past `limit` bytes.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the {limit}-byte limit"),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the body: {e}"))),
+    }
+}
+
+/// Compiles and describes a component within the configured time, on a blocking thread.
+async fn validate(shared: &Shared, wasm: Vec<u8>) -> Result<Plugin, ApiError> {
+    let runtime = shared.runtime.clone();
+    let timeout = Duration::from_millis(shared.config.admin.compile_timeout_ms);
+    let loading = tokio::task::spawn_blocking(move || runtime.load(&wasm));
+    match tokio::time::timeout(timeout, loading).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "compile_timeout",
+            format!("validating the component took longer than {timeout:?}"),
+        )),
+        Ok(joined) => Ok(joined.map_err(ApiError::internal)??),
+    }
+}
+
+/// Uploads a component: a new projection or version builds from the start of the topic
+/// (blue/green when another version is live); `?mode=hot-swap` replaces the live code.
+pub async fn upload(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let hot_swap = match query.mode.as_deref() {
+        None | Some("build") => false,
+        Some("hot-swap") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_mode",
+                format!("mode `{other}` is unknown; use hot-swap or leave it out"),
+            ))
+        }
+    };
+    let wasm = read_limited(body, shared.config.admin.max_upload_bytes()).await?;
+    let sha256 = hex::encode(Sha256::digest(&wasm));
+    if let Some(expected) = headers.get("x-checksum-sha256") {
+        let expected = expected.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_checksum_header",
+                "X-Checksum-Sha256 must be 64 hexadecimal digits",
+            ));
+        }
+        if expected != sha256 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "checksum_mismatch",
+                format!("the body's sha256 is {sha256}, the X-Checksum-Sha256 header says {expected}"),
+            ));
+        }
+    }
+    let plugin = Arc::new(validate(&shared, wasm.clone()).await?);
+    let spec = plugin.spec();
+    let component = Component { sha256: &sha256, wasm: Some(&wasm), uploaded_by: &caller.name };
+    shared.plugins.lock().expect("not poisoned").insert(sha256.clone(), plugin.clone());
+    if hot_swap {
+        let deployment = shared.registry.hot_swap(spec, component).await?;
+        tracing::info!(projection = %deployment.name, sha256 = %sha256, by = %caller.name, "Live code hot-swapped.");
+        return Ok((StatusCode::OK, Json(json!({"result": "hot-swapped", "deployment": deployment}))));
+    }
+    let prefix = &shared.config.kafka.group_prefix;
+    match shared.registry.create(spec, component, prefix, false).await? {
+        Created::New(deployment) => {
+            tracing::info!(projection = %deployment.name, version = deployment.version, sha256 = %sha256, by = %caller.name, "Projection uploaded; building.");
+            Ok((StatusCode::CREATED, Json(json!({"result": "building", "deployment": deployment}))))
+        }
+        Created::Unchanged(deployment) => {
+            Ok((StatusCode::OK, Json(json!({"result": "unchanged", "deployment": deployment}))))
+        }
+    }
+}
+
+/// Body of a dry run.
+#[derive(Debug, Deserialize)]
+pub struct DryRun {
+    /// The component, base64-encoded.
+    component: String,
+    /// Sample events, in the `samples.jsonl` shape: `{"key", "headers", "value"}`, optionally
+    /// with `partition` and `offset`.
+    events: Vec<SampleEvent>,
+}
+
+/// One sample event.
+#[derive(Debug, Deserialize)]
+pub struct SampleEvent {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    value: Json_,
+    #[serde(default)]
+    partition: i32,
+    offset: Option<i64>,
+}
+
+/// Runs a component over sample events and returns the operations it would emit, checked
+/// against its declaration. Touches no storage: state starts empty and is discarded.
+pub async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Json_>, ApiError> {
+    let limit = shared.config.admin.max_upload_bytes() * 2 + (1 << 20);
+    let bytes = read_limited(body, limit).await?;
+    let request: DryRun = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid dry-run request: {e}")))?;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .decode(request.component.trim())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("component is not base64: {e}")))?;
+    let plugin = validate(&shared, wasm).await?;
+    let events: Vec<Event> = request
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(index, sample)| Event {
+            topic: shared.config.kafka.topic.clone(),
+            partition: sample.partition,
+            offset: sample.offset.unwrap_or(index as i64),
+            key: sample.key.map(String::into_bytes),
+            value: Some(sample.value.to_string().into_bytes()),
+            headers: sample
+                .headers
+                .into_iter()
+                .map(|(key, value)| Header { key, value: Some(value.into_bytes()) })
+                .collect(),
+            timestamp_ms: None,
+        })
+        .collect();
+    let results = tokio::task::spawn_blocking(move || {
+        let state = StateOverlay::new(HashMap::new(), Box::new(|_| Ok(None)));
+        let outcome = plugin.handle(&events, state).map(|(results, _)| results);
+        (plugin, events, outcome)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (plugin, events, outcome) = results;
+    let results = outcome.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed", e.to_string()))?;
+    let spec = plugin.spec();
+    let mut changes = Changeset::new(spec);
+    let answers: Vec<Json_> = events
+        .iter()
+        .zip(results)
+        .map(|(event, result)| {
+            let at = json!({"partition": event.partition, "offset": event.offset});
+            match result {
+                Err(message) => json!({"at": at, "error": message}),
+                Ok(operations) => match changes.apply(spec, &operations) {
+                    Ok(()) => json!({"at": at, "operations": operations}),
+                    Err(message) => json!({"at": at, "operations": operations, "error": format!("invalid operations: {message}")}),
+                },
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "projection": {"name": spec.name(), "version": spec.version(), "spec": spec.raw()},
+        "results": answers,
+    })))
+}

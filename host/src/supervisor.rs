@@ -1,0 +1,208 @@
+//! The supervisor: makes what runs in this process match the registry.
+//!
+//! Every instance runs one. On each tick (every `admin.reconcile_interval_ms`, and at once on a
+//! registry notification) it starts a worker for each deployment that should consume
+//! (building, live or standby, not paused) and stops the others; a hot-swapped component is
+//! picked up by restarting the worker on the new code from the stored offsets. Kafka's group
+//! assignment splits each deployment's partitions across the instances running it.
+//! It also promotes building deployments that have caught up (any instance may; the registry
+//! makes it happen once) and records everyone's progress for the API and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{ProjectionStatus, Projector};
+use crate::progress::{self, Board, Watermarks};
+use crate::registry::{Deployment, Registry, Status, CHANNEL};
+use crate::runtime::{Plugin, Runtime};
+use crate::sink::postgres::Database;
+
+struct Running {
+    sha256: String,
+    cancel: CancellationToken,
+    thread: JoinHandle<()>,
+}
+
+/// Shared pieces the supervisor, the admin API and the metrics endpoint all use.
+#[derive(Clone)]
+pub struct Shared {
+    /// The host configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub database: Database,
+    /// The registry.
+    pub registry: Registry,
+    /// The plugin runtime.
+    pub runtime: Arc<Runtime>,
+    /// Deployment progress.
+    pub board: Arc<Board>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Compiled plugins by sha256.
+    pub plugins: Arc<std::sync::Mutex<HashMap<String, Arc<Plugin>>>>,
+}
+
+impl Shared {
+    /// The loaded plugin of a component, compiling it (from the on-disk cache when possible) on
+    /// first use.
+    pub async fn plugin(&self, sha256: &str) -> anyhow::Result<Arc<Plugin>> {
+        if let Some(plugin) = self.plugins.lock().expect("not poisoned").get(sha256) {
+            return Ok(plugin.clone());
+        }
+        let wasm = self.registry.component(sha256).await?;
+        let runtime = self.runtime.clone();
+        let plugin = Arc::new(tokio::task::spawn_blocking(move || runtime.load(&wasm)).await??);
+        self.plugins.lock().expect("not poisoned").insert(sha256.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+}
+
+/// Runs workers to match the registry until `cancel` fires.
+pub struct Supervisor {
+    shared: Shared,
+    cancel: CancellationToken,
+    running: HashMap<i64, Running>,
+    watermarks: Option<Arc<Watermarks>>,
+}
+
+impl Supervisor {
+    /// A supervisor over the shared pieces.
+    pub fn new(shared: Shared, cancel: CancellationToken) -> Self {
+        Self { shared, cancel, running: HashMap::new(), watermarks: None }
+    }
+
+    /// Reconciles until cancelled, then stops every worker (each finishes its batch).
+    pub async fn run(mut self) {
+        let interval = Duration::from_millis(self.shared.config.admin.reconcile_interval_ms);
+        let mut listener = self.listen().await;
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %format!("{e:#}"), "Reconciling with the registry failed; retrying.");
+            }
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(|_| ()).map_err(|e| e.to_string()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+                result = notified => if let Err(e) = result {
+                    tracing::warn!(error = %e, "Registry notifications lost; reconnecting.");
+                    listener = self.listen().await;
+                },
+            }
+        }
+        let stopping: Vec<Running> = self.running.drain().map(|(_, r)| r).collect();
+        for r in &stopping {
+            r.cancel.cancel();
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for r in stopping {
+                let _ = r.thread.join();
+            }
+        })
+        .await;
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(self.shared.database.pool()).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    async fn reconcile(&mut self) -> anyhow::Result<()> {
+        let deployments = self.shared.registry.all().await?;
+        self.reap();
+        let wanted: HashMap<i64, &Deployment> = deployments
+            .iter()
+            .filter(|d| d.status.runs() && !d.paused)
+            .map(|d| (d.id, d))
+            .collect();
+        // Stop what should not run, or runs code that was hot-swapped since.
+        let stale: Vec<i64> = self
+            .running
+            .iter()
+            .filter(|(id, r)| wanted.get(id).is_none_or(|d| d.sha256 != r.sha256))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let running = self.running.remove(&id).expect("listed");
+            running.cancel.cancel();
+            tokio::task::spawn_blocking(move || running.thread.join()).await?.ok();
+            tracing::info!(deployment = id, "Worker stopped.");
+        }
+        for deployment in wanted.values() {
+            if !self.running.contains_key(&deployment.id) {
+                if let Err(e) = self.start(deployment).await {
+                    tracing::error!(projection = %deployment.name, deployment = deployment.id, error = %format!("{e:#}"), "Cannot start the deployment.");
+                    self.shared.registry.fail(deployment.id, &format!("cannot start: {e:#}"), None).await?;
+                }
+            }
+        }
+        self.track_and_promote(&deployments).await
+    }
+
+    /// Forgets workers whose thread ended on its own (they recorded their failure).
+    fn reap(&mut self) {
+        self.running.retain(|_, r| !r.thread.is_finished());
+    }
+
+    async fn start(&mut self, deployment: &Deployment) -> anyhow::Result<()> {
+        let plugin = self.shared.plugin(&deployment.sha256).await?;
+        let cancel = self.cancel.child_token();
+        let projector = Projector {
+            plugin,
+            deployment: deployment.clone(),
+            database: self.shared.database.clone(),
+            registry: self.shared.registry.clone(),
+            kafka: self.shared.config.kafka.clone(),
+            pipeline: self.shared.config.pipeline.clone(),
+            handle: tokio::runtime::Handle::current(),
+            cancel: cancel.clone(),
+            status: Arc::new(ProjectionStatus::default()),
+            metrics: self.shared.metrics.clone(),
+        };
+        let thread = projector.spawn()?;
+        tracing::info!(projection = %deployment.name, version = deployment.version, build = deployment.build, status = %deployment.status, "Worker started.");
+        self.running.insert(deployment.id, Running { sha256: deployment.sha256.clone(), cancel, thread });
+        Ok(())
+    }
+
+    async fn track_and_promote(&mut self, deployments: &[Deployment]) -> anyhow::Result<()> {
+        let watermarks = match &self.watermarks {
+            Some(w) => w.clone(),
+            None => {
+                let w = Arc::new(Watermarks::new(&self.shared.config.kafka)?);
+                self.watermarks = Some(w.clone());
+                w
+            }
+        };
+        let marks = tokio::task::spawn_blocking(move || watermarks.fetch()).await??;
+        let pool = self.shared.database.pool();
+        let max_lag = self.shared.config.admin.promote_max_lag;
+        for d in deployments {
+            let stored = progress::stored_offsets(pool, &d.schema).await.unwrap_or_default();
+            let position = progress::position(&stored, &marks);
+            let lag = position.lag;
+            self.shared.metrics.observe_deployment(d, &position);
+            self.shared.board.record(d.id, position);
+            if d.status == Status::Building && !d.paused && lag <= max_lag && self.running.contains_key(&d.id) {
+                if self.shared.registry.promote(d.id).await? {
+                    tracing::info!(projection = %d.name, version = d.version, build = d.build, lag, "Deployment caught up and went live.");
+                }
+            }
+        }
+        let ids: Vec<i64> = deployments.iter().map(|d| d.id).collect();
+        self.shared.board.retain(&ids);
+        Ok(())
+    }
+}
