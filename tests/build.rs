@@ -5,7 +5,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["order_summaries", "order_details", "daily_order_stats", "misbehaving"];
+const PLUGINS: &[&str] = &[
+    "order_summaries",
+    "order_details",
+    "daily_order_stats",
+    "misbehaving",
+    "order_summaries_v2",
+    "other_world",
+    "invalid_spec",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -26,6 +26,12 @@ pub const ORDER_DETAILS: &str = env!("ORDER_DETAILS_WASM");
 pub const DAILY_ORDER_STATS: &str = env!("DAILY_ORDER_STATS_WASM");
 /// A fixture that loops, hoards memory, panics or probes ambient capabilities on request.
 pub const MISBEHAVING: &str = env!("MISBEHAVING_WASM");
+/// `order-summaries` version 2: one more column (`event_count`).
+pub const ORDER_SUMMARIES_V2: &str = env!("ORDER_SUMMARIES_V2_WASM");
+/// A component of another world.
+pub const OTHER_WORLD: &str = env!("OTHER_WORLD_WASM");
+/// A component whose `describe` the host refuses.
+pub const INVALID_SPEC: &str = env!("INVALID_SPEC_WASM");
 /// All three example components.
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 

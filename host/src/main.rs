@@ -43,12 +43,57 @@ enum Command {
     },
     /// Print each live projection's position and lag.
     Lag,
+    /// Manage projections through the admin API.
+    Projections {
+        /// Admin API base URL.
+        #[arg(long, env = "PROJECTOR_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+        admin_url: String,
+        /// Admin API bearer token.
+        #[arg(long, env = "PROJECTOR_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Wait until every live projection has caught up with the topic; print the throughput.
     Wait {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsAction {
+    /// Upload a component; follow the build until it is live.
+    Push {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// Replace the live code without a rebuild (same collections and fields).
+        #[arg(long)]
+        hot_swap: bool,
+        /// Return once uploaded instead of following the build.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List projections and their deployments.
+    List,
+    /// Show one projection in detail.
+    Status { name: String },
+    /// Rebuild from the start of the topic, blue/green; follow until live.
+    Rebuild {
+        name: String,
+        /// Return once started instead of following the build.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Put the previous deployment back live.
+    Rollback { name: String },
+    /// Stop consuming, keep serving.
+    Pause { name: String },
+    /// Consume again.
+    Resume { name: String },
+    /// Remove the projection: its workers, views, schemas and consumer groups.
+    Rm { name: String },
 }
 
 #[tokio::main]
@@ -62,6 +107,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Projections { admin_url, token, action } = cli.command {
+        return projections(&projector::cli::Client::new(&admin_url, &token), action).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run => {
@@ -100,7 +148,37 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Wait { timeout } => wait(&config, Duration::from_secs(timeout)).await,
+        Command::Projections { .. } => unreachable!("handled above"),
     }
+}
+
+async fn projections(client: &projector::cli::Client, action: ProjectionsAction) -> anyhow::Result<()> {
+    let show = |body: serde_json::Value| println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+    match action {
+        ProjectionsAction::Push { file, hot_swap, no_wait } => {
+            let body = client.push(&file, hot_swap).await?;
+            let (result, d) = (body["result"].as_str().unwrap_or_default(), &body["deployment"]);
+            let name = d["name"].as_str().unwrap_or_default().to_string();
+            println!("{name} v{}: {result}", d["version"]);
+            if result == "building" && !no_wait {
+                client.follow(&name, d["id"].as_i64().unwrap_or_default()).await?;
+            }
+        }
+        ProjectionsAction::List => client.list().await?,
+        ProjectionsAction::Status { name } => client.status(&name).await?,
+        ProjectionsAction::Rebuild { name, no_wait } => {
+            let body = client.rebuild(&name).await?;
+            println!("{name}: rebuilding as build {}", body["deployment"]["build"]);
+            if !no_wait {
+                client.follow(&name, body["deployment"]["id"].as_i64().unwrap_or_default()).await?;
+            }
+        }
+        ProjectionsAction::Rollback { name } => show(client.act(&name, "rollback").await?),
+        ProjectionsAction::Pause { name } => show(client.act(&name, "pause").await?),
+        ProjectionsAction::Resume { name } => show(client.act(&name, "resume").await?),
+        ProjectionsAction::Rm { name } => show(client.remove(&name).await?),
+    }
+    Ok(())
 }
 
 /// Every deployment with its position.

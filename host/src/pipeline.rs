@@ -286,7 +286,11 @@ impl Worker<'_> {
         let per_call = projector.pipeline.events_per_call;
         for (call, chunk) in events.chunks(per_call).enumerate() {
             let first = call * per_call;
-            let (results, after) = plugin.handle(chunk, state).map_err(|error| {
+            let call_started = Instant::now();
+            let outcome = plugin.handle(chunk, state);
+            let seconds = call_started.elapsed().as_secs_f64();
+            projector.metrics.plugin_call(&projector.deployment.name, seconds);
+            let (results, after) = outcome.map_err(|error| {
                 (
                     first,
                     Failure::Call {

@@ -3,5 +3,6 @@
 
 mod crash;
 mod e2e;
+mod admin;
 mod failures;
 mod sandbox;

@@ -46,30 +46,40 @@ pub fn router(shared: Shared) -> Router {
 }
 
 async fn authenticate(State(shared): State<Shared>, mut request: Request, next: Next) -> Response {
+    match caller(&shared, &request) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            // Read what the client is still sending, so it receives this answer instead of a
+            // connection reset.
+            upload::drain(request.into_body(), shared.config.admin.max_upload_bytes() * 8).await;
+            error.into_response()
+        }
+    }
+}
+
+/// Who sends `request`, if the token allows it.
+fn caller(shared: &Shared, request: &Request) -> Result<Caller, ApiError> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(presented) = presented else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>")
-            .into_response();
-    };
-    let known = shared.config.admin.tokens.iter().find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()));
-    let Some(token) = known else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token").into_response();
-    };
+        .map(str::trim)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>"))?;
+    let token = shared
+        .config
+        .admin
+        .tokens
+        .iter()
+        .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
     if token.read_only && !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("token {} is read-only", token.name),
-        )
-        .into_response();
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("token {} is read-only", token.name)));
     }
-    request.extensions_mut().insert(Caller { name: token.name.clone() });
-    next.run(request).await
+    Ok(Caller { name: token.name.clone() })
 }
 
 /// Compares secrets in time independent of where they differ.

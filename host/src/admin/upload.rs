@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use base64::Engine as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 use sha2::{Digest, Sha256};
@@ -28,17 +28,41 @@ pub struct UploadQuery {
     mode: Option<String>,
 }
 
-/// Reads a body, refusing it once it grows past `limit` bytes.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+/// Reads and drops a body, up to `bound` bytes.
+pub async fn drain(mut body: Body, bound: usize) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len());
+        if seen > bound {
+            break;
+        }
+    }
+}
+
+/// Reads a body, refusing it once it grows past `limit` bytes. Nothing past the limit is kept;
+/// the rest is read and dropped (up to a bound) so that the client, still sending, receives
+/// the 413 answer instead of a reset connection.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let unreadable = |e: axum::Error| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the body: {e}"));
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else { continue };
+        seen += data.len();
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(8) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body is larger than the {limit}-byte limit"),
-        )),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the body: {e}"))),
+        ));
     }
+    Ok(kept)
 }
 
 /// Compiles and describes a component within the configured time, on a blocking thread.

@@ -11,7 +11,7 @@
 //! - The state grows with the order's lines (about 150 bytes each) and events; the host caps it
 //!   at 64 KiB, some 400 lines, and fails the event beyond that.
 
-use order_events::{handle_once, status, AppliedEvents, Instant, OrderEvent, OrderState, Price};
+use order_events::{handle_once, status, summary, AppliedEvents, Instant, OrderEvent, OrderState, Price};
 use projector_sdk::{
     money, Collection, Context, Decimal, Error, Event, Field, Operation, Projection,
     ProjectionSpec, Value,
@@ -83,28 +83,7 @@ impl Projection for OrderDetails {
     fn describe() -> ProjectionSpec {
         ProjectionSpec::new("order-details", 1, "One document per order: lines, status history, shipping and cancellation.")
             .collection(
-                Collection::postgres(COLLECTION, "One order with everything known about it.")
-                    .field(Field::text("order_id").description("Order id (the Kafka record key)."))
-                    .field(Field::text("customer_id").filterable().description("Customer id."))
-                    .field(Field::text("customer_name").description("Customer display name."))
-                    .field(
-                        Field::text("status")
-                            .filterable()
-                            .description("CREATED, PLACED, SUBMITTED, SHIPPED or CANCELLED."),
-                    )
-                    .field(
-                        Field::decimal("total")
-                            .sortable()
-                            .description("Sum of quantity x unit price while open, then the submitted or placed total; 2 decimals."),
-                    )
-                    .field(Field::integer("item_count").description("Number of order lines."))
-                    .field(
-                        Field::timestamp("created_at")
-                            .filterable()
-                            .sortable()
-                            .description("When the order was created or placed."),
-                    )
-                    .field(Field::timestamp("updated_at").sortable().description("Time of the last event applied."))
+                summary::with_fields(Collection::postgres(COLLECTION, "One order with everything known about it."))
                     .field(Field::json("lines").description(
                         "Order lines in event order: [{sku, productName, quantity, unitPrice}], unitPrice as the event wrote it.",
                     ))
@@ -114,8 +93,7 @@ impl Projection for OrderDetails {
                             .nullable()
                             .description("{carrier, trackingNumber, shippedAt} once shipped, else null."),
                     )
-                    .field(Field::text("cancellation_reason").nullable().description("Why the order was cancelled, if it was."))
-                    .primary_key(["order_id"]),
+                    .field(Field::text("cancellation_reason").nullable().description("Why the order was cancelled, if it was.")),
             )
     }
 

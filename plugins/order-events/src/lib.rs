@@ -10,6 +10,8 @@
 //! - Redeliveries are detected by `eventId`, per order, through [`AppliedEvents`]; [`handle_once`]
 //!   applies each event once and saves the order's state only when the event succeeds.
 
+pub mod summary;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -10,10 +10,8 @@
 //! - Times come from the events (`updated_at` = the time of the last event applied), never the
 //!   clock.
 
-use order_events::{handle_once, status, AppliedEvents, OrderEvent, OrderState};
-use projector_sdk::{
-    money, Collection, Context, Decimal, Error, Event, Field, Operation, Projection, ProjectionSpec,
-};
+use order_events::{handle_once, summary, AppliedEvents, OrderState};
+use projector_sdk::{Collection, Context, Error, Event, Operation, Projection, ProjectionSpec};
 use serde::{Deserialize, Serialize};
 
 /// The collection this projection writes.
@@ -37,80 +35,15 @@ impl OrderState for SummaryState {
 impl Projection for OrderSummaries {
     fn describe() -> ProjectionSpec {
         ProjectionSpec::new("order-summaries", 1, "One summary row per order, for order lists and pagination.")
-            .collection(
-                Collection::postgres(COLLECTION, "One order: who ordered, its status, total and item count.")
-                    .field(Field::text("order_id").description("Order id (the Kafka record key)."))
-                    .field(Field::text("customer_id").filterable().description("Customer id."))
-                    .field(Field::text("customer_name").description("Customer display name."))
-                    .field(
-                        Field::text("status")
-                            .filterable()
-                            .description("CREATED, PLACED, SUBMITTED, SHIPPED or CANCELLED."),
-                    )
-                    .field(
-                        Field::decimal("total")
-                            .sortable()
-                            .description("Sum of quantity x unit price while open, then the submitted or placed total; 2 decimals."),
-                    )
-                    .field(Field::integer("item_count").description("Number of order lines."))
-                    .field(
-                        Field::timestamp("created_at")
-                            .filterable()
-                            .sortable()
-                            .description("When the order was created or placed."),
-                    )
-                    .field(Field::timestamp("updated_at").sortable().description("Time of the last event applied."))
-                    .primary_key(["order_id"]),
-            )
+            .collection(summary::with_fields(Collection::postgres(
+                COLLECTION,
+                "One order: who ordered, its status, total and item count.",
+            )))
     }
 
     fn handle(event: &Event, ctx: &mut Context) -> Result<Vec<Operation>, Error> {
-        handle_once(event, ctx, |_: &mut SummaryState, e| Ok(operations(e)))
+        handle_once(event, ctx, |_: &mut SummaryState, e| Ok(summary::operations(COLLECTION, e)))
     }
-}
-
-/// The operations one (first-time) order event implies.
-fn operations(event: &OrderEvent) -> Vec<Operation> {
-    let row = Operation::upsert(COLLECTION, event.order_id());
-    let op = match event {
-        OrderEvent::Created(e) => {
-            let total: Decimal = e.items.iter().map(|i| i.unit_price.times(i.quantity)).sum();
-            row.set("customer_id", &e.customer_id)
-                .set("customer_name", &e.customer_name)
-                .set("status", status::CREATED)
-                .set("total", money(total))
-                .set("item_count", e.items.len() as i64)
-                .set("created_at", e.created_at.at)
-                .set("updated_at", e.created_at.at)
-        }
-        OrderEvent::Placed(e) => row
-            .set("customer_id", &e.customer_id)
-            .set("customer_name", &e.customer_name)
-            .set("status", status::PLACED)
-            .set("total", money(e.total))
-            .set("item_count", e.lines.len() as i64)
-            .set("created_at", e.occurred_at.at)
-            .set("updated_at", e.occurred_at.at),
-        OrderEvent::ItemAdded(e) => {
-            // Increments commute with whatever else touched the row, so the count stays right
-            // even for an item whose OrderCreated this projection never saw.
-            let added = Operation::increment(COLLECTION, e.order_id.as_str())
-                .add("item_count", 1_i64)
-                .add("total", money(e.unit_price.times(e.quantity)));
-            return vec![added.into(), row.set("updated_at", e.occurred_at.at).into()];
-        }
-        OrderEvent::Submitted(e) => row
-            .set("status", status::SUBMITTED)
-            .set("total", money(e.total))
-            .set("updated_at", e.submitted_at.at),
-        OrderEvent::Shipped(e) => row
-            .set("status", status::SHIPPED)
-            .set("updated_at", e.shipped_at.at),
-        OrderEvent::Cancelled(e) => row
-            .set("status", status::CANCELLED)
-            .set("updated_at", e.cancelled_at.at),
-    };
-    vec![op.into()]
 }
 
 projector_sdk::export_projection!(OrderSummaries);

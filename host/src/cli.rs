@@ -1,0 +1,142 @@
+//! `projector projections ...`: a command-line client of the admin API.
+//!
+//! `push` and `rebuild` follow the new deployment with a progress bar (events applied, events
+//! per second, time left) until it is live, and fail when it fails.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Where the admin API is and how to authenticate.
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the admin API at `base` (e.g. `http://127.0.0.1:8081`).
+    pub fn new(base: &str, token: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.bearer_auth(&self.token).send().await.context("the admin API is unreachable")?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let code = body["error"]["code"].as_str().unwrap_or("error");
+            let message = body["error"]["message"].as_str().unwrap_or("no details");
+            bail!("{status}: {code}: {message}");
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base))).await
+    }
+
+    /// Uploads a component; returns the API's answer.
+    pub async fn push(&self, file: &Path, hot_swap: bool) -> anyhow::Result<Value> {
+        let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let checksum = hex::encode(Sha256::digest(&wasm));
+        let mode = if hot_swap { "?mode=hot-swap" } else { "" };
+        let request = self
+            .http
+            .post(format!("{}/admin/projections{mode}", self.base))
+            .header("X-Checksum-Sha256", checksum)
+            .header("Content-Type", "application/wasm")
+            .body(wasm);
+        self.send(request).await
+    }
+
+    /// Prints every projection as a table.
+    pub async fn list(&self) -> anyhow::Result<()> {
+        let body = self.get("/admin/projections").await?;
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
+            "projection", "version", "build", "state", "lag", "events/s", "sha256",
+        ]);
+        for projection in body["projections"].as_array().into_iter().flatten() {
+            for d in projection["deployments"].as_array().into_iter().flatten() {
+                table.add_row([
+                    projection["name"].as_str().unwrap_or_default().to_string(),
+                    d["version"].to_string(),
+                    d["build"].to_string(),
+                    d["state"].as_str().unwrap_or_default().to_string(),
+                    d["lag"].to_string(),
+                    d["events_per_second"].to_string(),
+                    d["sha256"].as_str().unwrap_or_default().chars().take(12).collect(),
+                ]);
+            }
+        }
+        println!("{table}");
+        Ok(())
+    }
+
+    /// Prints one projection in detail (the API's JSON).
+    pub async fn status(&self, name: &str) -> anyhow::Result<()> {
+        let body = self.get(&format!("/admin/projections/{name}")).await?;
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        Ok(())
+    }
+
+    /// Starts a rebuild; returns the API's answer.
+    pub async fn rebuild(&self, name: &str) -> anyhow::Result<Value> {
+        self.post(&format!("/admin/projections/{name}/rebuild")).await
+    }
+
+    /// Rolls back, pauses or resumes.
+    pub async fn act(&self, name: &str, action: &str) -> anyhow::Result<Value> {
+        self.post(&format!("/admin/projections/{name}/{action}")).await
+    }
+
+    /// Removes a projection.
+    pub async fn remove(&self, name: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(format!("{}/admin/projections/{name}", self.base))).await
+    }
+
+    /// Shows a progress bar until deployment `id` of `name` is live; fails if it fails.
+    pub async fn follow(&self, name: &str, id: i64) -> anyhow::Result<()> {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} [{bar:40}] {pos}/{len} events  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{name} building"));
+        loop {
+            let body = self.get(&format!("/admin/projections/{name}")).await?;
+            let Some(d) = body["deployments"].as_array().into_iter().flatten().find(|d| d["id"] == id) else {
+                bar.abandon_with_message("the deployment was removed");
+                bail!("deployment {id} of {name} no longer exists");
+            };
+            let (applied, lag) = (d["applied"].as_i64().unwrap_or(0), d["lag"].as_i64().unwrap_or(0));
+            bar.set_length((applied + lag).max(0) as u64);
+            bar.set_position(applied.max(0) as u64);
+            let rate = d["events_per_second"].as_f64().unwrap_or(0.0);
+            let eta = d["eta_seconds"].as_f64().map(|s| format!(", ETA {s:.0} s")).unwrap_or_default();
+            bar.set_message(format!("{rate:.0} events/s{eta}"));
+            match d["state"].as_str() {
+                Some("live") => {
+                    bar.finish_with_message(format!("live (version {}, build {})", d["version"], d["build"]));
+                    return Ok(());
+                }
+                Some("failed") => {
+                    let error = d["last_error"]["message"].as_str().unwrap_or("unknown error").to_string();
+                    bar.abandon_with_message(format!("failed: {error}"));
+                    bail!("{name} failed: {error}");
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+}

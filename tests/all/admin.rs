@@ -1,0 +1,419 @@
+//! The admin API against running hosts: uploads validated before anything is stored, hot-loads
+//! with the full history, blue/green swaps without a gap, rollback, hot swap, pause, removal,
+//! restarts, two instances, metrics, dry runs and the CLI.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use projector_tests::host::{binary, Host, HostConfig, ADMIN_TOKEN, READ_TOKEN};
+use projector_tests::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+/// A client of one host's admin API.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn of(config: &HostConfig) -> Api {
+        Api { base: config.admin_url(), http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap_or_else(|e| panic!("admin API unreachable: {e:?}"));
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN)).await
+    }
+
+    async fn post(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN)).await
+    }
+
+    async fn upload(&self, wasm: Vec<u8>, query: &str) -> (StatusCode, Value) {
+        let request = self.http.post(format!("{}/admin/projections{query}", self.base)).bearer_auth(ADMIN_TOKEN).body(wasm);
+        self.send(request).await
+    }
+
+    /// Waits until the API answers.
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/admin/projections", self.base)).bearer_auth(ADMIN_TOKEN).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("admin API at {} never answered", self.base);
+    }
+
+    /// The deployments of a projection, newest first.
+    async fn deployments(&self, name: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/admin/projections/{name}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["deployments"].as_array().unwrap().clone()
+    }
+
+    /// Waits until deployment `id` of `name` is in `state`.
+    async fn wait_state(&self, name: &str, id: i64, state: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let deployments = self.deployments(name).await;
+            let d = deployments.iter().find(|d| d["id"] == id).unwrap_or_else(|| panic!("no deployment {id}"));
+            if d["state"] == state {
+                return d.clone();
+            }
+            assert_ne!(d["state"], "failed", "{d}");
+            assert!(Instant::now() < deadline, "deployment {id} of {name} not {state}: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn wasm(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+/// Random bytes, a core module, another world, an invalid `describe`, an oversize body, a
+/// wrong checksum, no token and a read-only token each get their own 4xx code; nothing is
+/// stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_uploads_are_refused_with_their_own_code_and_nothing_is_stored() {
+    let db = TestDb::create("rejects").await;
+    let topic = create_topic("rejects", 1).await;
+    let config = HostConfig::new("rejects", &db.url, &topic, &[]).with("PROJECTOR_ADMIN__MAX_UPLOAD_MIB", "1");
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    let url = format!("{}/admin/projections", api.base);
+    let summaries = wasm(ORDER_SUMMARIES);
+
+    let mut codes = BTreeSet::new();
+    let mut expect = |(status, body): (StatusCode, Value), expected: StatusCode, code: &str| {
+        assert_eq!(status, expected, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        codes.insert(code.to_string());
+    };
+    expect(api.send(api.http.post(&url).body(summaries.clone())).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    expect(api.send(api.http.post(&url).bearer_auth(READ_TOKEN).body(summaries.clone())).await, StatusCode::FORBIDDEN, "forbidden");
+    expect(api.upload(b"these are not the bytes you are looking for".to_vec(), "").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_wasm");
+    expect(api.upload(b"\0asm\x01\0\0\0".to_vec(), "").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "core_module");
+    expect(api.upload(wasm(OTHER_WORLD), "").await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_world");
+    expect(api.upload(wasm(INVALID_SPEC), "").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec");
+    expect(api.upload(vec![7u8; 2 << 20], "").await, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let wrong = "0".repeat(64);
+    expect(
+        api.send(api.http.post(&url).bearer_auth(ADMIN_TOKEN).header("X-Checksum-Sha256", wrong).body(summaries.clone())).await,
+        StatusCode::BAD_REQUEST,
+        "checksum_mismatch",
+    );
+    assert_eq!(codes.len(), 8, "eight distinct codes: {codes:?}");
+    // The read-only token may still read.
+    let (status, body) = api.send(api.http.get(&url).bearer_auth(READ_TOKEN)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"projections": []})));
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.components").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
+    let (status, body) = api.get("/admin/projections/order-summaries").await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
+}
+
+/// With more than 100,000 events in the topic and the host running, pushing a plugin (through
+/// the CLI, which follows the build with a progress bar) makes it live with the full history;
+/// the host process is never restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_plugin_goes_live_with_the_full_history_without_a_restart() {
+    let db = TestDb::create("hotload").await;
+    let topic = create_topic("hotload", 6).await;
+    let records = projector::demo::generate(28_000, 21);
+    assert!(records.len() >= 100_000, "{} events", records.len());
+    publish(&topic, &records).await;
+    let config = HostConfig::new("hotload", &db.url, &topic, &[]);
+    let mut host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+
+    let pushed = tokio::process::Command::new(binary())
+        .args(["projections", "--admin-url", &config.admin_url(), "--token", ADMIN_TOKEN, "push", ORDER_SUMMARIES])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&pushed.stdout);
+    assert!(pushed.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&pushed.stderr));
+    assert!(stdout.contains("order-summaries v1: building"), "{stdout}");
+    // The CLI returned once the deployment was live.
+    let deployments = api.deployments("order-summaries").await;
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0]["state"], "live");
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(300)).await;
+    let model = expected::Model::of(&records);
+    assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &model.summaries());
+    assert!(host.running(), "the host was never restarted");
+    assert_eq!(host.log().matches("Admin API listening").count(), 1);
+}
+
+/// Pushing version 2 (one more column) builds it blue/green: a reader polling every 50 ms sees
+/// version 1 with no error and no gap while it builds, then version 2; a rollback brings
+/// version 1 back at once, and version 1 kept consuming meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_swaps_without_a_gap_and_rolls_back() {
+    let db = TestDb::create("bluegreen").await;
+    let topic = create_topic("bluegreen", 6).await;
+    let records = projector::demo::generate(12_000, 31);
+    publish(&topic, &records).await;
+    let config = HostConfig::new("bluegreen", &db.url, &topic, &[ORDER_SUMMARIES]);
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(180)).await;
+    let orders = 12_000_i64;
+
+    // The reader: count of rows, and whether the live view has v2's column.
+    let reader_pool = db.pool.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader_stop = stop.clone();
+    let reader = tokio::spawn(async move {
+        let mut seen: Vec<(i64, bool)> = Vec::new();
+        while !reader_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let row = sqlx::query(
+                "SELECT count(*), coalesce(bool_or(to_jsonb(s) ? 'event_count'), false) FROM read_models.order_summaries s",
+            )
+            .fetch_one(&reader_pool)
+            .await
+            .unwrap_or_else(|e| panic!("a read failed during the swap: {e}"));
+            seen.push((row.get(0), row.get(1)));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    });
+
+    let (status, body) = api.upload(wasm(ORDER_SUMMARIES_V2), "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v2 = body["deployment"]["id"].as_i64().unwrap();
+    let building = api.deployments("order-summaries").await;
+    assert_eq!(building.iter().map(|d| d["state"].as_str().unwrap()).collect::<Vec<_>>(), ["building", "live"]);
+    assert!(building[0]["partitions"].is_object());
+    api.wait_state("order-summaries", v2, "live", Duration::from_secs(180)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.await.unwrap();
+
+    assert!(seen.iter().all(|(rows, _)| *rows == orders), "a read saw a gap: {seen:?}");
+    let switched = seen.iter().position(|(_, v2)| *v2).expect("the reader saw version 2");
+    assert!(switched > 0, "the reader saw version 1 first");
+    assert!(seen[switched..].iter().all(|(_, v2)| *v2), "no flapping back to version 1");
+    let states: Vec<String> = api.deployments("order-summaries").await.iter().map(|d| d["state"].as_str().unwrap().to_string()).collect();
+    assert_eq!(states, ["live", "standby"]);
+    let model = expected::Model::of(&records);
+    let v2_rows = db.json_rows(SUMMARIES_SQL).await;
+    assert_rows_eq("order_summaries v2", &v2_rows, &model.summaries());
+
+    // Version 1 keeps consuming on standby: events published now reach it too.
+    let more = projector::demo::generate(500, 32);
+    publish(&topic, &more).await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let (status, body) = api.post("/admin/projections/order-summaries/rollback").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["live"]["version"], 1);
+    let all: Vec<_> = records.iter().chain(&more).cloned().collect();
+    let rows = db.json_rows(SUMMARIES_SQL).await;
+    assert!(rows.iter().all(|r| r.get("event_count").is_none()));
+    assert_rows_eq("order_summaries after rollback", &rows, &expected::Model::of(&all).summaries());
+    let has_v2: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'read_models' AND table_name = 'order_summaries' AND column_name = 'event_count')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(!has_v2, "the view is version 1's again");
+}
+
+/// A restarted host resumes every deployment from its stored offsets: no new deployment, no
+/// rebuild, exact rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_resumes_every_projection_from_its_offsets() {
+    let db = TestDb::create("resume").await;
+    let topic = create_topic("resume", 6).await;
+    let first = projector::demo::generate(3_000, 41);
+    publish(&topic, &first).await;
+    let config = HostConfig::new("resume", &db.url, &topic, &EXAMPLE_PLUGINS);
+    let host = Host::start(&config);
+    wait_caught_up(&db, &topic, 3, Duration::from_secs(180)).await;
+    assert!(host.terminate(Duration::from_secs(30)));
+    let before: Vec<(i64, i64)> = sqlx::query_as("SELECT id, build::bigint FROM projector.deployments ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let applied_before = count(&db, "SELECT sum(next_offset)::bigint FROM proj_order_summaries_v1._offsets").await;
+
+    let second = projector::demo::generate(1_000, 42);
+    publish(&topic, &second).await;
+    // No plugin directory this time: everything comes from the registry.
+    std::fs::remove_dir_all(config.dir.join("plugins")).unwrap();
+    let first_run_log = std::fs::read_to_string(&config.log).unwrap().len();
+    let host = Host::start(&config);
+    wait_caught_up(&db, &topic, 3, Duration::from_secs(180)).await;
+    let after: Vec<(i64, i64)> = sqlx::query_as("SELECT id, build::bigint FROM projector.deployments ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after, "no deployment was added or rebuilt");
+    let applied_after = count(&db, "SELECT sum(next_offset)::bigint FROM proj_order_summaries_v1._offsets").await;
+    assert_eq!(applied_after - applied_before, second.len() as i64);
+    let all: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_matches_model(&db, &all).await;
+    let log = host.log()[first_run_log..].to_string();
+    assert!(log.contains("Worker started"), "{log}");
+    assert!(!log.contains("Deployment caught up and went live"), "nothing was promoted again: {log}");
+    assert!(host.terminate(Duration::from_secs(30)));
+}
+
+/// Two instances share the consumer groups: both apply events; an upload to one runs on the
+/// other within 5 seconds; the swap happens once; both serve metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_partitions_and_see_uploads_within_seconds() {
+    let db = TestDb::create("cluster").await;
+    let topic = create_topic("cluster", 6).await;
+    let records = projector::demo::generate(8_000, 51);
+    publish(&topic, &records).await;
+    let a = HostConfig::new("cluster-a", &db.url, &topic, &[]);
+    let prefix = a.env.iter().find(|(k, _)| k == "PROJECTOR_KAFKA__GROUP_PREFIX").unwrap().1.clone();
+    let b = HostConfig::new("cluster-b", &db.url, &topic, &[]).with("PROJECTOR_KAFKA__GROUP_PREFIX", &prefix);
+    let (host_a, host_b) = (Host::start(&a), Host::start(&b));
+    let (api_a, api_b) = (Api::of(&a), Api::of(&b));
+    api_a.ready().await;
+    api_b.ready().await;
+
+    let uploaded = Instant::now();
+    let (status, body) = api_a.upload(wasm(ORDER_SUMMARIES), "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    while !host_b.log().contains("Worker started") {
+        assert!(uploaded.elapsed() < Duration::from_secs(5), "instance B did not pick up the upload: {}", host_b.log_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once B has its share of the partitions, more events arrive: both instances apply some.
+    while !host_b.log().contains("Partitions assigned") {
+        assert!(uploaded.elapsed() < Duration::from_secs(60), "instance B never got partitions: {}", host_b.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let more = projector::demo::generate(3_000, 52);
+    publish(&topic, &more).await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(180)).await;
+    let all: Vec<_> = records.iter().chain(&more).cloned().collect();
+    assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&all).summaries());
+    let promotions = host_a.log().matches("went live").count() + host_b.log().matches("went live").count();
+    assert_eq!(promotions, 1, "the swap happened exactly once");
+
+    for api in [&api_a, &api_b] {
+        let response = api.http.get(format!("{}/metrics", api.base)).bearer_auth(READ_TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap();
+        let applied: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("projector_events_applied_total{") && l.contains("projection=\"order-summaries\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert!(applied > 0.0, "each instance applied some partitions:\n{text}");
+        for metric in ["projector_partition_lag{", "projector_batch_seconds_bucket{", "projector_plugin_call_seconds_count{", "projector_deployment_state{"] {
+            assert!(text.contains(metric), "{metric} missing:\n{text}");
+        }
+        assert!(text.contains(r#"projector_deployment_state{build="0",projection="order-summaries",state="live",version="1"} 1"#), "{text}");
+    }
+}
+
+/// Hot swap replaces the live code in place (no rebuild); different collections are refused.
+/// Pause stops consumption, resume catches up; removal drops views, schemas and the registry
+/// rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_swap_pause_resume_and_remove() {
+    let db = TestDb::create("steer").await;
+    let topic = create_topic("steer", 3).await;
+    let records = projector::demo::generate(1_000, 61);
+    publish(&topic, &records).await;
+    let config = HostConfig::new("steer", &db.url, &topic, &[ORDER_SUMMARIES]);
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let live = api.deployments("order-summaries").await[0].clone();
+
+    // A rebuilt component with the same behavior: the same bytes plus a custom section.
+    let mut patched = wasm(ORDER_SUMMARIES);
+    patched.extend_from_slice(&[0, 8, 7]);
+    patched.extend_from_slice(b"patched");
+    let (status, body) = api.upload(patched, "?mode=hot-swap").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], "hot-swapped");
+    let after = api.deployments("order-summaries").await;
+    assert_eq!(after.len(), 1, "no new deployment");
+    assert_eq!(after[0]["id"], live["id"]);
+    assert_ne!(after[0]["sha256"], live["sha256"]);
+    let (status, body) = api.upload(wasm(ORDER_SUMMARIES_V2), "?mode=hot-swap").await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("conflict")), "{body}");
+
+    let (status, _) = api.post("/admin/projections/order-summaries/pause").await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let more = projector::demo::generate(300, 62);
+    publish(&topic, &more).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let paused = api.deployments("order-summaries").await[0].clone();
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["lag"].as_i64().unwrap(), more.len() as i64, "nothing consumed while paused: {paused}");
+    let (status, _) = api.post("/admin/projections/order-summaries/resume").await;
+    assert_eq!(status, StatusCode::OK);
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let all: Vec<_> = records.iter().chain(&more).cloned().collect();
+    assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&all).summaries());
+
+    let (status, body) = api.send(api.http.delete(format!("{}/admin/projections/order-summaries", api.base)).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM information_schema.views WHERE table_schema = 'read_models'").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'proj\\_%'").await, 0);
+    let (status, _) = api.get("/admin/projections/order-summaries").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A dry run returns the operations a component would emit for sample events and touches no
+/// storage.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_shows_operations_and_stores_nothing() {
+    let db = TestDb::create("dryrun").await;
+    let topic = create_topic("dryrun", 1).await;
+    let config = HostConfig::new("dryrun", &db.url, &topic, &[]);
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    let events: Vec<Value> = samples()
+        .iter()
+        .map(|r| json!({"key": r.key, "headers": r.headers.iter().cloned().collect::<std::collections::HashMap<_, _>>(), "value": r.value}))
+        .collect();
+    let component = base64::engine::general_purpose::STANDARD.encode(wasm(ORDER_SUMMARIES));
+    let request = api.http.post(format!("{}/admin/dry-run", api.base)).bearer_auth(ADMIN_TOKEN).json(&json!({"component": component, "events": events}));
+    let (status, body) = api.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["projection"]["name"], "order-summaries");
+    let counts: Vec<usize> = body["results"].as_array().unwrap().iter().map(|r| r["operations"].as_array().unwrap().len()).collect();
+    assert_eq!(counts, [1, 2, 1, 1, 1, 1, 1, 0, 1, 0, 1], "{body}");
+    assert_eq!(body["results"][0]["at"], json!({"partition": 0, "offset": 0}));
+    let first = body["results"][0]["operations"][0].to_string();
+    assert!(first.contains("CREATED") && first.contains("17.80"), "{first}");
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.components").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
+}
