@@ -15,6 +15,9 @@ cargo build --release --locked -p projector-host
 (cd plugins && cargo build --release --locked --target wasm32-wasip2 --target-dir "$CACHE/plugins-target")
 PROJECTOR=$CARGO_TARGET_DIR/release/projector
 export PROJECTOR_PLUGINS__DIR=$STATE/plugins PROJECTOR_PLUGINS__CACHE_DIR=$STATE/cache
+# A local demo token for the admin API (and the `projector projections` CLI).
+export PROJECTOR_ADMIN_TOKEN=${PROJECTOR_ADMIN_TOKEN:-demo-token-change-me}
+export PROJECTOR_ADMIN__TOKENS="[{name=\"demo\", token=\"$PROJECTOR_ADMIN_TOKEN\"}]"
 mkdir -p "$PROJECTOR_PLUGINS__DIR"
 for plugin in order_summaries order_details daily_order_stats; do
   cp "$CACHE/plugins-target/wasm32-wasip2/release/$plugin.wasm" "$PROJECTOR_PLUGINS__DIR/"
@@ -45,5 +48,7 @@ log "read_models.order_details (one shipped order)"
 "${PSQL[@]}" -x -c "SELECT * FROM read_models.order_details WHERE status = 'SHIPPED' ORDER BY updated_at DESC LIMIT 1"
 log "read_models.daily_order_stats (latest 5 days)"
 "${PSQL[@]}" -c "SELECT * FROM read_models.daily_order_stats ORDER BY day DESC LIMIT 5"
-"$PROJECTOR" lag
+"$PROJECTOR" projections list
 log "Host log: $STATE/host.log. Stop the services with: scripts/services.sh stop"
+log "Next: run the host ($PROJECTOR run, with the variables of: scripts/services.sh env) and push"
+log "  order-summaries v2 blue/green: PROJECTOR_ADMIN_TOKEN=$PROJECTOR_ADMIN_TOKEN $PROJECTOR projections push $CACHE/plugins-target/wasm32-wasip2/release/order_summaries_v2.wasm"

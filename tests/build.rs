@@ -13,6 +13,7 @@ const PLUGINS: &[&str] = &[
     "order_summaries_v2",
     "other_world",
     "invalid_spec",
+    "extra_import",
 ];
 
 fn main() {

@@ -32,6 +32,8 @@ pub const ORDER_SUMMARIES_V2: &str = env!("ORDER_SUMMARIES_V2_WASM");
 pub const OTHER_WORLD: &str = env!("OTHER_WORLD_WASM");
 /// A component whose `describe` the host refuses.
 pub const INVALID_SPEC: &str = env!("INVALID_SPEC_WASM");
+/// A component importing an interface the host does not provide.
+pub const EXTRA_IMPORT: &str = env!("EXTRA_IMPORT_WASM");
 /// All three example components.
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 

@@ -467,6 +467,35 @@ async fn store_component(
     Ok(())
 }
 
+impl Registry {
+    /// Removes one deployment that is not live (a standby kept for rollback, a failed build):
+    /// its row and schema. Returns its consumer group, for the caller to delete from Kafka.
+    pub async fn remove_deployment(&self, name: &str, id: i64) -> Result<String, RegistryError> {
+        let mut tx = self.locked().await?;
+        let d = sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND id = $2"))
+            .bind(name)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(deployment)
+            .transpose()?
+            .ok_or_else(|| RegistryError::NotFound(format!("{name} deployment {id}")))?;
+        if d.status == Status::Live {
+            return Err(RegistryError::Conflict(format!(
+                "deployment {id} of {name} is live; roll back first, or remove the whole projection"
+            )));
+        }
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM projector.deployments WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        Self::notify(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(d.consumer_group)
+    }
+}
+
 /// Moves the views from `previous` to `next` and their statuses with them.
 async fn swap(
     tx: &mut Transaction<'static, Postgres>,

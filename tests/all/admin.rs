@@ -122,7 +122,8 @@ async fn bad_uploads_are_refused_with_their_own_code_and_nothing_is_stored() {
         StatusCode::BAD_REQUEST,
         "checksum_mismatch",
     );
-    assert_eq!(codes.len(), 8, "eight distinct codes: {codes:?}");
+    expect(api.upload(wasm(EXTRA_IMPORT), "").await, StatusCode::UNPROCESSABLE_ENTITY, "unsupported_import");
+    assert_eq!(codes.len(), 9, "nine distinct codes: {codes:?}");
     // The read-only token may still read.
     let (status, body) = api.send(api.http.get(&url).bearer_auth(READ_TOKEN)).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"projections": []})));
@@ -130,6 +131,23 @@ async fn bad_uploads_are_refused_with_their_own_code_and_nothing_is_stored() {
     assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
     let (status, body) = api.get("/admin/projections/order-summaries").await;
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
+}
+
+/// Validation that takes longer than the compile time limit is refused, and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_does_not_compile_in_time_is_refused() {
+    let db = TestDb::create("slowcompile").await;
+    let topic = create_topic("slowcompile", 1).await;
+    let cache = std::env::temp_dir().join(unique("empty-cache"));
+    let config = HostConfig::new("slowcompile", &db.url, &topic, &[])
+        .with("PROJECTOR_ADMIN__COMPILE_TIMEOUT_MS", "1")
+        .with("PROJECTOR_PLUGINS__CACHE_DIR", cache.to_str().unwrap());
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    let (status, body) = api.upload(wasm(ORDER_DETAILS), "").await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("compile_timeout")), "{body}");
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.components").await, 0);
 }
 
 /// With more than 100,000 events in the topic and the host running, pushing a plugin (through
@@ -416,4 +434,71 @@ async fn a_dry_run_shows_operations_and_stores_nothing() {
     assert!(first.contains("CREATED") && first.contains("17.80"), "{first}");
     assert_eq!(count(&db, "SELECT count(*) FROM projector.components").await, 0);
     assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
+}
+
+/// The CLI over the admin API: list (a table), rebuild (followed until live; the previous
+/// build stays on standby), rollback, rm.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
+    let db = TestDb::create("cli").await;
+    let topic = create_topic("cli", 3).await;
+    let records = projector::demo::generate(2_000, 71);
+    publish(&topic, &records).await;
+    let config = HostConfig::new("cli", &db.url, &topic, &[ORDER_SUMMARIES]);
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let admin_url = config.admin_url();
+    let cli = |args: &[&str]| {
+        let mut full = vec!["projections", "--admin-url", &admin_url, "--token", ADMIN_TOKEN];
+        full.extend_from_slice(args);
+        let output = std::process::Command::new(binary()).args(&full).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+
+    let table = cli(&["list"]);
+    assert!(table.contains("order-summaries") && table.contains("live"), "{table}");
+    let rebuilt = cli(&["rebuild", "order-summaries"]);
+    assert!(rebuilt.contains("rebuilding as build 1"), "{rebuilt}");
+    let states: Vec<(i64, String)> = api
+        .deployments("order-summaries")
+        .await
+        .iter()
+        .map(|d| (d["build"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(states, [(1, "live".to_string()), (0, "standby".to_string())]);
+    assert_rows_eq("order_summaries (rebuilt)", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&records).summaries());
+    let table = cli(&["list"]);
+    assert!(table.contains("standby"), "{table}");
+
+    cli(&["rollback", "order-summaries"]);
+    let states: Vec<(i64, String)> = api
+        .deployments("order-summaries")
+        .await
+        .iter()
+        .map(|d| (d["build"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(states, [(1, "standby".to_string()), (0, "live".to_string())]);
+
+    // The standby build can be removed on its own; the live one cannot.
+    let ids: Vec<i64> = api.deployments("order-summaries").await.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    let delete = |id: i64| api.http.delete(format!("{}/admin/projections/order-summaries/deployments/{id}", api.base)).bearer_auth(ADMIN_TOKEN);
+    let (status, body) = api.send(delete(ids[1])).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("conflict")), "the live one: {body}");
+    let (status, body) = api.send(delete(ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(api.deployments("order-summaries").await.len(), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'proj_order_summaries_v1_b1'").await, 0);
+
+    cli(&["rm", "order-summaries"]);
+    assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
+    let status = std::process::Command::new(binary())
+        .args(["projections", "--admin-url", &config.admin_url(), "--token", ADMIN_TOKEN, "status", "order-summaries"])
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stderr).contains("not_found"), "{}", String::from_utf8_lossy(&status.stderr));
 }

@@ -35,6 +35,7 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/admin/projections", get(projections::list).post(upload::upload))
         .route("/admin/projections/{name}", get(projections::status).delete(projections::remove))
+        .route("/admin/projections/{name}/deployments/{id}", axum::routing::delete(projections::remove_deployment))
         .route("/admin/projections/{name}/rebuild", post(projections::rebuild))
         .route("/admin/projections/{name}/rollback", post(projections::rollback))
         .route("/admin/projections/{name}/pause", post(projections::pause))

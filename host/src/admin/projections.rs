@@ -144,6 +144,22 @@ pub async fn remove(
     Ok(Json(json!({"result": "removed", "name": name, "consumer_groups": groups})))
 }
 
+/// `DELETE /admin/projections/{name}/deployments/{id}`: removes one deployment that is not
+/// live (a standby kept for rollback, a failed build), with its schema and consumer group.
+pub async fn remove_deployment(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((name, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let group = shared.registry.remove_deployment(&name, id).await?;
+    tracing::info!(projection = %name, deployment = id, by = %caller.name, "Deployment removed.");
+    let kafka = shared.config.kafka.clone();
+    let wait = Duration::from_millis(shared.config.admin.reconcile_interval_ms * 3);
+    let deleting = vec![group.clone()];
+    tokio::spawn(async move { delete_groups(kafka, deleting, wait).await });
+    Ok(Json(json!({"result": "removed", "name": name, "deployment": id, "consumer_groups": [group]})))
+}
+
 async fn delete_groups(kafka: crate::config::KafkaConfig, groups: Vec<String>, wait: Duration) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     let Ok(admin) = client_config(&kafka).create::<AdminClient<_>>() else { return };
