@@ -64,6 +64,15 @@ impl Api {
         body["deployments"].as_array().unwrap().clone()
     }
 
+    /// (build, state) of each deployment of a projection, newest first.
+    async fn builds(&self, name: &str) -> Vec<(i64, String)> {
+        self.deployments(name)
+            .await
+            .iter()
+            .map(|d| (d["build"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
     /// Waits until deployment `id` of `name` is in `state`.
     async fn wait_state(&self, name: &str, id: i64, state: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
@@ -463,24 +472,14 @@ async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
     assert!(table.contains("order-summaries") && table.contains("live"), "{table}");
     let rebuilt = cli(&["rebuild", "order-summaries"]);
     assert!(rebuilt.contains("rebuilding as build 1"), "{rebuilt}");
-    let states: Vec<(i64, String)> = api
-        .deployments("order-summaries")
-        .await
-        .iter()
-        .map(|d| (d["build"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string()))
-        .collect();
+    let states = api.builds("order-summaries").await;
     assert_eq!(states, [(1, "live".to_string()), (0, "standby".to_string())]);
     assert_rows_eq("order_summaries (rebuilt)", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&records).summaries());
     let table = cli(&["list"]);
     assert!(table.contains("standby"), "{table}");
 
     cli(&["rollback", "order-summaries"]);
-    let states: Vec<(i64, String)> = api
-        .deployments("order-summaries")
-        .await
-        .iter()
-        .map(|d| (d["build"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string()))
-        .collect();
+    let states = api.builds("order-summaries").await;
     assert_eq!(states, [(1, "standby".to_string()), (0, "live".to_string())]);
 
     // The standby build can be removed on its own; the live one cannot.

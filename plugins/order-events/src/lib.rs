@@ -306,6 +306,19 @@ pub trait OrderState: Default + Serialize + DeserializeOwned {
     fn applied(&mut self) -> &mut AppliedEvents;
 }
 
+/// Per-order state holding only the applied event ids: for projections whose operations need
+/// nothing else from an order's earlier events.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct AppliedOnly {
+    applied: AppliedEvents,
+}
+
+impl OrderState for AppliedOnly {
+    fn applied(&mut self) -> &mut AppliedEvents {
+        &mut self.applied
+    }
+}
+
 /// Handles `event` for a projection keeping per-order state `S` under the order id: skips
 /// unknown types and redeliveries, otherwise passes the decoded event and the order's state to
 /// `apply`, and saves the state when `apply` succeeds.

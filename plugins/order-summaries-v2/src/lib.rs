@@ -2,27 +2,14 @@
 //! distinct order events applied. Uploading it next to a live version 1 rebuilds it blue/green
 //! from the start of the topic while version 1 keeps serving, then swaps.
 
-use order_events::{handle_once, summary, AppliedEvents, OrderState};
+use order_events::{handle_once, summary, AppliedOnly};
 use projector_sdk::{Collection, Context, Error, Event, Field, Operation, Projection, ProjectionSpec};
-use serde::{Deserialize, Serialize};
 
 /// The collection this projection writes (the same public name as version 1).
 pub const COLLECTION: &str = "order_summaries";
 
 /// The `order-summaries` projection, version 2.
 pub struct OrderSummariesV2;
-
-/// Per-order state: only what redelivery detection needs.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SummaryState {
-    applied: AppliedEvents,
-}
-
-impl OrderState for SummaryState {
-    fn applied(&mut self) -> &mut AppliedEvents {
-        &mut self.applied
-    }
-}
 
 impl Projection for OrderSummariesV2 {
     fn describe() -> ProjectionSpec {
@@ -34,7 +21,7 @@ impl Projection for OrderSummariesV2 {
     }
 
     fn handle(event: &Event, ctx: &mut Context) -> Result<Vec<Operation>, Error> {
-        handle_once(event, ctx, |_: &mut SummaryState, e| {
+        handle_once(event, ctx, |_: &mut AppliedOnly, e| {
             let mut operations = summary::operations(COLLECTION, e);
             operations.push(Operation::increment(COLLECTION, e.order_id()).add("event_count", 1_i64).into());
             Ok(operations)

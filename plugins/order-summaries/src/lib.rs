@@ -10,27 +10,14 @@
 //! - Times come from the events (`updated_at` = the time of the last event applied), never the
 //!   clock.
 
-use order_events::{handle_once, summary, AppliedEvents, OrderState};
+use order_events::{handle_once, summary, AppliedOnly};
 use projector_sdk::{Collection, Context, Error, Event, Operation, Projection, ProjectionSpec};
-use serde::{Deserialize, Serialize};
 
 /// The collection this projection writes.
 pub const COLLECTION: &str = "order_summaries";
 
 /// The `order-summaries` projection.
 pub struct OrderSummaries;
-
-/// Per-order state: only what redelivery detection needs.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SummaryState {
-    applied: AppliedEvents,
-}
-
-impl OrderState for SummaryState {
-    fn applied(&mut self) -> &mut AppliedEvents {
-        &mut self.applied
-    }
-}
 
 impl Projection for OrderSummaries {
     fn describe() -> ProjectionSpec {
@@ -42,7 +29,7 @@ impl Projection for OrderSummaries {
     }
 
     fn handle(event: &Event, ctx: &mut Context) -> Result<Vec<Operation>, Error> {
-        handle_once(event, ctx, |_: &mut SummaryState, e| Ok(summary::operations(COLLECTION, e)))
+        handle_once(event, ctx, |_: &mut AppliedOnly, e| Ok(summary::operations(COLLECTION, e)))
     }
 }
 
