@@ -14,6 +14,7 @@ const PLUGINS: &[&str] = &[
     "other_world",
     "invalid_spec",
     "extra_import",
+    "order_search",
 ];
 
 fn main() {

@@ -68,6 +68,7 @@ impl HostConfig {
                 // Groups are cluster-wide: a group per test keeps parallel tests apart.
                 ("PROJECTOR_KAFKA__GROUP_PREFIX".into(), crate::unique("g")),
                 ("PROJECTOR_ADMIN__LISTEN".into(), format!("127.0.0.1:{}", free_port())),
+                ("PROJECTOR_QUERY__LISTEN".into(), format!("127.0.0.1:{}", free_port())),
                 (
                     "PROJECTOR_ADMIN__TOKENS".into(),
                     format!(
@@ -85,6 +86,12 @@ impl HostConfig {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// The base URL of the query API.
+    pub fn query_url(&self) -> String {
+        let listen = &self.env.iter().find(|(k, _)| k == "PROJECTOR_QUERY__LISTEN").expect("set in new").1;
+        format!("http://{listen}")
     }
 
     /// The base URL of the admin API.

@@ -34,6 +34,8 @@ pub const OTHER_WORLD: &str = env!("OTHER_WORLD_WASM");
 pub const INVALID_SPEC: &str = env!("INVALID_SPEC_WASM");
 /// A component importing an interface the host does not provide.
 pub const EXTRA_IMPORT: &str = env!("EXTRA_IMPORT_WASM");
+/// The `order-search` component.
+pub const ORDER_SEARCH: &str = env!("ORDER_SEARCH_WASM");
 /// All three example components.
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 

@@ -54,6 +54,7 @@ pub async fn shared(config: Config) -> anyhow::Result<Shared> {
         board: Arc::new(Board::default()),
         metrics: Arc::new(Metrics::new()),
         plugins: Default::default(),
+        producer: Default::default(),
         config: Arc::new(config),
     })
 }
@@ -99,9 +100,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .with_context(|| format!("cannot listen on {} for the admin API", admin.listen))?;
     tracing::info!(address = %listener.local_addr()?, "Admin API listening.");
     let server = tokio::spawn(crate::admin::serve(shared.clone(), listener, cancel.clone()));
+    let query_listener = tokio::net::TcpListener::bind(shared.config.query.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the query API", shared.config.query.listen))?;
+    tracing::info!(address = %query_listener.local_addr()?, "Query API listening.");
+    let query_server = tokio::spawn(crate::query::serve(shared.clone(), query_listener, cancel.clone()));
     Supervisor::new(shared, cancel.clone()).run().await;
     cancel.cancel();
     server.await??;
+    query_server.await??;
     tracing::info!("Projector stopped.");
     Ok(())
 }

@@ -27,6 +27,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// The admin API, hot-loading and blue/green promotion.
     pub admin: AdminConfig,
+    /// The query API: order search and read-model reads.
+    pub query: QueryConfig,
 }
 
 /// The Kafka source.
@@ -158,6 +160,37 @@ impl Default for AdminConfig {
             compile_timeout_ms: 30_000,
             promote_max_lag: 0,
             reconcile_interval_ms: 1_000,
+        }
+    }
+}
+
+/// The query API (public reads; `POST /events` needs an admin token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Address the query API listens on.
+    pub listen: std::net::SocketAddr,
+    /// Page size when a request gives none.
+    pub default_limit: usize,
+    /// Largest page size a request may ask for.
+    pub max_limit: usize,
+    /// Longest `wait_ms` a read may wait for its `after` offsets, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Answers are flagged `stale` when the projection's lag is over this many events.
+    pub stale_lag: i64,
+    /// Largest number of database connections the query API uses.
+    pub max_connections: u32,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            default_limit: 20,
+            max_limit: 100,
+            max_wait_ms: 30_000,
+            stale_lag: 1_000,
+            max_connections: 16,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
+pub mod query;
 pub mod registry;
 pub mod runtime;
 pub mod sink;

@@ -209,6 +209,20 @@ impl Registry {
         rows.iter().map(deployment).collect()
     }
 
+    /// The live deployment serving a public collection, if any.
+    pub async fn live_for_collection(&self, collection: &str) -> Result<Option<Deployment>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM projector.deployments WHERE status = 'live' \
+             AND spec->'collections' @> jsonb_build_array(jsonb_build_object('name', $1::text))"
+        ))
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(deployment)
+        .transpose()
+    }
+
     /// The deployments of one projection, newest first.
     pub async fn of(&self, name: &str) -> Result<Vec<Deployment>, RegistryError> {
         let rows = sqlx::query(&format!(

@@ -47,6 +47,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Compiled plugins by sha256.
     pub plugins: Arc<std::sync::Mutex<HashMap<String, Arc<Plugin>>>>,
+    /// Producer of `POST /events`, created on first use.
+    pub producer: Arc<tokio::sync::OnceCell<rdkafka::producer::FutureProducer>>,
 }
 
 impl Shared {

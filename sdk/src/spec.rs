@@ -175,6 +175,13 @@ impl Collection {
         self
     }
 
+    /// Rewrites every field declared so far with `f`, e.g. to mark fields that a shared
+    /// helper declared as searchable.
+    pub fn map_fields(mut self, f: impl FnMut(Field) -> Field) -> Self {
+        self.fields = self.fields.into_iter().map(f).collect();
+        self
+    }
+
     /// The collection name.
     pub fn name(&self) -> &str {
         &self.name
@@ -308,7 +315,12 @@ impl Field {
         &self.name
     }
 
-    /// The field type.
+    /// Whether the field is part of the collection's full-text search document.
+    pub fn is_searchable(&self) -> bool {
+        self.searchable
+    }
+
+    /// The declared type.
     pub fn field_type(&self) -> FieldType {
         self.field_type
     }

@@ -2,6 +2,7 @@
 //! real plugin components. One binary, so the workspace links once.
 
 mod crash;
+mod query;
 mod e2e;
 mod admin;
 mod failures;

@@ -47,7 +47,7 @@ pub fn router(shared: Shared) -> Router {
 }
 
 async fn authenticate(State(shared): State<Shared>, mut request: Request, next: Next) -> Response {
-    match caller(&shared, &request) {
+    match caller(&shared, request.headers(), request.method()) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -61,10 +61,14 @@ async fn authenticate(State(shared): State<Shared>, mut request: Request, next: 
     }
 }
 
-/// Who sends `request`, if the token allows it.
-fn caller(shared: &Shared, request: &Request) -> Result<Caller, ApiError> {
-    let presented = request
-        .headers()
+/// Checks that a request of another API carries a token allowed to change things.
+pub fn authorize_write(shared: &Shared, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+    caller(shared, headers, &Method::POST)
+}
+
+/// Who sends a request, if the token allows the method.
+fn caller(shared: &Shared, headers: &axum::http::HeaderMap, method: &Method) -> Result<Caller, ApiError> {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -77,7 +81,7 @@ fn caller(shared: &Shared, request: &Request) -> Result<Caller, ApiError> {
         .iter()
         .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
-    if token.read_only && !matches!(*request.method(), Method::GET | Method::HEAD) {
+    if token.read_only && !matches!(*method, Method::GET | Method::HEAD) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("token {} is read-only", token.name)));
     }
     Ok(Caller { name: token.name.clone() })

@@ -21,6 +21,22 @@ pub fn qualified(schema: &str, name: &str) -> String {
 pub const BOOTSTRAP: &[&str] = &[
     "CREATE SCHEMA IF NOT EXISTS projector",
     "CREATE SCHEMA IF NOT EXISTS read_models",
+    // Full-text search: accents folded by unaccent (a trusted extension of PostgreSQL's contrib).
+    "CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public",
+    // The search document of a row: its searchable texts, accent-folded, as `simple` (no
+    // stemming: names, SKUs and ids are matched as written, case-insensitively). Declared
+    // IMMUTABLE so a generated column can use it: it is, as long as the unaccent rules do not
+    // change.
+    r#"CREATE OR REPLACE FUNCTION projector.search_document(parts text[]) RETURNS tsvector
+       LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+         SELECT to_tsvector('simple'::regconfig,
+                            public.unaccent('public.unaccent'::regdictionary, coalesce(array_to_string(parts, ' '), '')))
+       $$"#,
+    // A search query written as tsquery text, accent-folded the same way.
+    r#"CREATE OR REPLACE FUNCTION projector.search_query(query text) RETURNS tsquery
+       LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+         SELECT to_tsquery('simple'::regconfig, public.unaccent('public.unaccent'::regdictionary, query))
+       $$"#,
     // Adds JSON objects of numbers key by key, dropping keys that reach zero: the semantics
     // of an `increment` on a json field.
     r#"CREATE OR REPLACE FUNCTION projector.jsonb_add(a jsonb, b jsonb) RETURNS jsonb
@@ -84,12 +100,18 @@ pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
     statements
 }
 
+/// The generated search column of a collection with searchable fields.
+pub const SEARCH_COLUMN: &str = "_search";
+
 fn create_table(schema: &str, collection: &Collection) -> String {
     let mut columns: Vec<String> = collection
         .fields
         .iter()
         .map(|f| column(collection, f))
         .collect();
+    if let Some(document) = search_document(collection) {
+        columns.push(format!("{} tsvector GENERATED ALWAYS AS ({document}) STORED", ident(SEARCH_COLUMN)));
+    }
     let key: Vec<String> = collection.primary_key.iter().map(|k| ident(k)).collect();
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
     format!(
@@ -113,6 +135,28 @@ fn column(collection: &Collection, field: &Field) -> String {
         sql.push_str(" NOT NULL");
     }
     sql
+}
+
+/// The expression of a collection's search document, if it has searchable fields: its text
+/// fields in an array, its text lists appended.
+fn search_document(collection: &Collection) -> Option<String> {
+    let searchable: Vec<&Field> = collection.fields.iter().filter(|f| f.searchable).collect();
+    if searchable.is_empty() {
+        return None;
+    }
+    let texts: Vec<String> = searchable
+        .iter()
+        .filter(|f| f.type_ == FieldType::Text)
+        .map(|f| ident(&f.name))
+        .collect();
+    let mut parts = vec![format!("ARRAY[{}]::text[]", texts.join(", "))];
+    parts.extend(
+        searchable
+            .iter()
+            .filter(|f| f.type_ != FieldType::Text)
+            .map(|f| format!("COALESCE({}, '{{}}'::text[])", ident(&f.name))),
+    );
+    Some(format!("projector.search_document({})", parts.join(" || ")))
 }
 
 /// The PostgreSQL type of a field.
@@ -142,8 +186,17 @@ fn scalar_type(element: ScalarType) -> &'static str {
     }
 }
 
-/// B-tree indexes on filterable and sortable fields that do not lead the primary key.
+/// B-tree indexes on filterable and sortable fields that do not lead the primary key, and a GIN
+/// index on the search document of a collection with searchable fields.
 fn create_indexes(schema: &str, collection: &Collection) -> Vec<String> {
+    let search = search_document(collection).map(|_| {
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin ({})",
+            ident(&format!("{}_search_idx", collection.name)),
+            qualified(schema, &collection.name),
+            ident(SEARCH_COLUMN)
+        )
+    });
     collection
         .fields
         .iter()
@@ -157,6 +210,7 @@ fn create_indexes(schema: &str, collection: &Collection) -> Vec<String> {
                 ident(&f.name)
             )
         })
+        .chain(search)
         .collect()
 }
 
