@@ -19,7 +19,7 @@ export PROJECTOR_PLUGINS__DIR=$STATE/plugins PROJECTOR_PLUGINS__CACHE_DIR=$STATE
 export PROJECTOR_ADMIN_TOKEN=${PROJECTOR_ADMIN_TOKEN:-demo-token-change-me}
 export PROJECTOR_ADMIN__TOKENS="[{name=\"demo\", token=\"$PROJECTOR_ADMIN_TOKEN\"}]"
 mkdir -p "$PROJECTOR_PLUGINS__DIR"
-for plugin in order_summaries order_details daily_order_stats; do
+for plugin in order_summaries order_details daily_order_stats order_search; do
   cp "$CACHE/plugins-target/wasm32-wasip2/release/$plugin.wasm" "$PROJECTOR_PLUGINS__DIR/"
 done
 
@@ -49,6 +49,8 @@ log "read_models.order_details (one shipped order)"
 log "read_models.daily_order_stats (latest 5 days)"
 "${PSQL[@]}" -c "SELECT * FROM read_models.daily_order_stats ORDER BY day DESC LIMIT 5"
 "$PROJECTOR" projections list
+log "GET /orders/search?q=zoe%20mul&limit=2 (the query API)"
+curl -s 'http://127.0.0.1:8080/orders/search?q=zoe%20mul&limit=2' | python3 -m json.tool
 log "Host log: $STATE/host.log. Stop the services with: scripts/services.sh stop"
 log "Next: run the host ($PROJECTOR run, with the variables of: scripts/services.sh env) and push"
 log "  order-summaries v2 blue/green: PROJECTOR_ADMIN_TOKEN=$PROJECTOR_ADMIN_TOKEN $PROJECTOR projections push $CACHE/plugins-target/wasm32-wasip2/release/order_summaries_v2.wasm"

@@ -178,8 +178,6 @@ pub struct QueryConfig {
     pub max_wait_ms: u64,
     /// Answers are flagged `stale` when the projection's lag is over this many events.
     pub stale_lag: i64,
-    /// Largest number of database connections the query API uses.
-    pub max_connections: u32,
 }
 
 impl Default for QueryConfig {
@@ -190,7 +188,6 @@ impl Default for QueryConfig {
             max_limit: 100,
             max_wait_ms: 30_000,
             stale_lag: 1_000,
-            max_connections: 16,
         }
     }
 }

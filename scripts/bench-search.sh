@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Search latency on 1,000,000 orders under load from a real HTTP load tool (oha), against the
+# same search run directly in PostgreSQL by pgbench (the baseline, measured in the same run).
+#
+#   scripts/bench-search.sh            # ORDERS=1000000 RATE=200 DURATION=30 by default
+#
+# Builds the order-search read model through the real pipeline (produce to Tansu, project with
+# the order-search plugin), then loads GET /orders/search with two-word queries (a first name
+# and the prefix of a last name, as typed) at a fixed rate. Results go to stdout; copy them into
+# docs/BENCHMARKS.md. Takes 10-15 minutes on 2 cores, most of it building the read model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ORDERS=${ORDERS:-1000000}
+RATE=${RATE:-200}
+DURATION=${DURATION:-30}
+export PROJECTOR_KAFKA__TOPIC=bench-orders-$ORDERS
+# shellcheck source=services.sh
+source scripts/services.sh
+start_all
+export PROJECTOR_KAFKA__TOPIC=bench-orders-$ORDERS
+PSQL=("$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres)
+DB=bench_$ORDERS
+"${PSQL[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 || "${PSQL[@]}" -qc "CREATE DATABASE $DB"
+export PROJECTOR_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/$DB
+OHA=$CACHE/oha/bin/oha
+if [ ! -x "$OHA" ]; then
+  log "Installing oha (HTTP load generator) once into $CACHE/oha"
+  cargo install oha --locked --root "$CACHE/oha"
+fi
+
+log "Building the host and the order-search plugin"
+cargo build --release --locked -p projector-host
+(cd plugins && cargo build --release --locked --target wasm32-wasip2 --target-dir "$CACHE/plugins-target" -p order-search)
+PROJECTOR=$CARGO_TARGET_DIR/release/projector
+export PROJECTOR_PLUGINS__DIR=$STATE/bench-plugins PROJECTOR_PLUGINS__CACHE_DIR=$STATE/cache
+mkdir -p "$PROJECTOR_PLUGINS__DIR"
+cp "$CACHE/plugins-target/wasm32-wasip2/release/order_search.wasm" "$PROJECTOR_PLUGINS__DIR/"
+
+"$PROJECTOR" create-topic --partitions 6
+if [ "$("${PSQL[@]}" -d "$DB" -tAc "SELECT count(*) FROM information_schema.tables WHERE table_name = 'order_search'" )" = 0 ]; then
+  log "Publishing $ORDERS orders"
+  "$PROJECTOR" produce-demo --orders "$ORDERS" --seed 2026
+fi
+
+log "Projecting (order-search only) until caught up"
+"$PROJECTOR" run >"$STATE/bench-host.log" 2>&1 &
+HOST=$!
+trap 'kill -TERM $HOST 2>/dev/null; wait $HOST 2>/dev/null || true' EXIT
+"$PROJECTOR" wait --timeout 3600
+ROWS=$("${PSQL[@]}" -d "$DB" -tAc "SELECT count(*) FROM read_models.order_search")
+log "read_models.order_search holds $ROWS orders"
+
+FIRST='(zoe|kenji|jose|francois|soren|chloe|bjorn|ana|mia|liam|noah|amelie|jurgen|ines|mateo|olivia|ravi|aiko|lucja|tomas)'
+LAST='(mul|wat|alv|dub|kie|lef|bor|now|sch|gar|obr|ros|nov|jan|sor|zak|smi|nun)'
+log "oha: GET /orders/search?q=<first name> <last-name prefix>, $RATE requests/s for $DURATION s"
+"$OHA" --no-tui -z "${DURATION}s" -q "$RATE" --latency-correction -c 8 \
+  --rand-regex-url "http://127\\.0\\.0\\.1:8080/orders/search\\?q=$FIRST%20$LAST&limit=20"
+
+log "Baseline: the same search SQL in PostgreSQL through pgbench, $RATE transactions/s for $DURATION s"
+SCRIPT=$(mktemp)
+cat >"$SCRIPT" <<'SQL'
+\set f random(1, 20)
+\set l random(1, 18)
+SELECT count(*)
+  FROM read_models.order_search,
+       projector.search_query((ARRAY['zoe','kenji','jose','francois','soren','chloe','bjorn','ana','mia','liam','noah','amelie','jurgen','ines','mateo','olivia','ravi','aiko','lucja','tomas'])[:f]
+         || ' & ' || (ARRAY['mul','wat','alv','dub','kie','lef','bor','now','sch','gar','obr','ros','nov','jan','sor','zak','smi','nun'])[:l] || ':*') AS q
+ WHERE _search @@ q;
+SELECT order_id, ts_rank(_search, q) AS rank
+  FROM read_models.order_search,
+       projector.search_query((ARRAY['zoe','kenji','jose','francois','soren','chloe','bjorn','ana','mia','liam','noah','amelie','jurgen','ines','mateo','olivia','ravi','aiko','lucja','tomas'])[:f]
+         || ' & ' || (ARRAY['mul','wat','alv','dub','kie','lef','bor','now','sch','gar','obr','ros','nov','jan','sor','zak','smi','nun'])[:l] || ':*') AS q
+ WHERE _search @@ q ORDER BY rank DESC, order_id LIMIT 21;
+SQL
+"$(pg_bin)/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -f "$SCRIPT" -R "$RATE" -T "$DURATION" -c 8 -j 2 -P 10 -l --log-prefix="$STATE/pgbench" "$DB" | tail -n 12
+python3 - "$STATE" <<'PY'
+import glob, sys
+lat = sorted(int(line.split()[2]) for f in glob.glob(sys.argv[1] + "/pgbench.*") for line in open(f))
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] / 1000
+print(f"pgbench latency ms: p50 {q(0.50):.2f}  p90 {q(0.90):.2f}  p99 {q(0.99):.2f}  max {lat[-1]/1000:.2f}  ({len(lat)} queries)")
+PY
+rm -f "$SCRIPT" "$STATE"/pgbench.*
