@@ -55,6 +55,7 @@ pub async fn shared(config: Config) -> anyhow::Result<Shared> {
         metrics: Arc::new(Metrics::new()),
         plugins: Default::default(),
         producer: Default::default(),
+        catalog: Default::default(),
         config: Arc::new(config),
     })
 }
@@ -99,12 +100,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .await
         .with_context(|| format!("cannot listen on {} for the admin API", admin.listen))?;
     tracing::info!(address = %listener.local_addr()?, "Admin API listening.");
-    let server = tokio::spawn(crate::admin::serve(shared.clone(), listener, cancel.clone()));
+    let server = tokio::spawn(crate::admin::serve(crate::admin::router(shared.clone()), listener, cancel.clone()));
     let query_listener = tokio::net::TcpListener::bind(shared.config.query.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the query API", shared.config.query.listen))?;
     tracing::info!(address = %query_listener.local_addr()?, "Query API listening.");
-    let query_server = tokio::spawn(crate::query::serve(shared.clone(), query_listener, cancel.clone()));
+    let query_server = tokio::spawn(crate::admin::serve(crate::query::router(shared.clone()), query_listener, cancel.clone()));
     Supervisor::new(shared, cancel.clone()).run().await;
     cancel.cancel();
     server.await??;

@@ -43,46 +43,22 @@ impl DemoRecord {
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Zoë",
-    "Kenji",
-    "José",
-    "François",
-    "Søren",
-    "Chloé",
-    "Björn",
-    "Ana",
-    "Mia",
-    "Liam",
-    "Noah",
-    "Amélie",
-    "Jürgen",
-    "Inés",
-    "Mateo",
-    "Olivia",
-    "Ravi",
-    "Aiko",
-    "Łucja",
-    "Tomás",
+    "Zoë", "Kenji", "José", "François", "Søren", "Chloé", "Björn", "Ana", "Mia", "Liam", "Noah",
+    "Amélie", "Jürgen", "Inés", "Mateo", "Olivia", "Ravi", "Aiko", "Łucja", "Tomás", "Emma",
+    "Lucas", "Hana", "Omar", "Leila", "Mateusz", "Sofía", "Hugo", "Nora", "Elif", "Priya",
+    "Yusuf", "Astrid", "Dmitri", "Ingrid", "Kofi", "Mei", "Pablo", "Rania", "Sven", "Tariq",
+    "Ursula", "Viktor", "Wanda", "Xiomara", "Yara", "Zeynep", "Agnès", "Benoît", "Céline",
+    "Dário", "Élodie", "Fátima", "Gaël", "Håkon", "Irène", "Joël", "Kåre", "Léa", "Miloš",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Müller",
-    "Watanabe",
-    "Álvarez",
-    "Dubois",
-    "Kierkegaard",
-    "Lefèvre",
-    "Borg",
-    "Nowak",
-    "Schmidt",
-    "García",
-    "O'Brien",
-    "Rossi",
-    "Novák",
-    "Jansen",
-    "Sørensen",
-    "Żak",
-    "Smith",
-    "Núñez",
+    "Müller", "Watanabe", "Álvarez", "Dubois", "Kierkegaard", "Lefèvre", "Borg", "Nowak",
+    "Schmidt", "García", "O'Brien", "Rossi", "Novák", "Jansen", "Sørensen", "Żak", "Smith", "Núñez",
+    "Tanaka", "Kowalski", "Fernández", "Moreau", "Eriksson", "Papadopoulos", "Yilmaz", "Ivanov",
+    "Costa", "Haddad", "Okafor", "Nakamura", "Lindqvist", "Horváth", "Petrović", "Baptiste",
+    "Castillo", "Dąbrowski", "Engström", "Fontaine", "Gonçalves", "Hernández", "Ibáñez",
+    "Jørgensen", "Kahraman", "Lambert", "Martín", "Nieminen", "Olsen", "Pérez", "Quintero",
+    "Ramírez", "Šimek", "Thorsen", "Uzun", "Vasquez", "Wójcik", "Xu", "Yamamoto", "Zöller",
+    "Achterberg", "Brännström",
 ];
 const PRODUCTS: &[(&str, &str, &str)] = &[
     ("sku-espresso-250", "Espresso Beans 250g", "8.90"),
@@ -123,7 +99,8 @@ pub fn generate(orders: usize, seed: u64) -> Vec<DemoRecord> {
     for index in 0..orders {
         let order_id = format!("ord-{seed}-{index:07}");
         let mut at = start.timestamp_millis() + rng.gen_range(0..spread_ms);
-        let customer = rng.gen_range(0..400usize);
+        // About five orders per customer, like a real shop (at least 400 customers).
+        let customer = rng.gen_range(0..(orders / 5).max(400));
         let customer_id = format!("cust-{customer:04}");
         let customer_name = format!(
             "{} {}",

@@ -47,6 +47,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Compiled plugins by sha256.
     pub plugins: Arc<std::sync::Mutex<HashMap<String, Arc<Plugin>>>>,
+    /// The live deployment serving each public collection, refreshed on every reconcile.
+    pub catalog: Arc<std::sync::RwLock<HashMap<String, Deployment>>>,
     /// Producer of `POST /events`, created on first use.
     pub producer: Arc<tokio::sync::OnceCell<rdkafka::producer::FutureProducer>>,
 }
@@ -123,6 +125,7 @@ impl Supervisor {
 
     async fn reconcile(&mut self) -> anyhow::Result<()> {
         let deployments = self.shared.registry.all().await?;
+        self.publish_catalog(&deployments);
         self.reap();
         let wanted: HashMap<i64, &Deployment> = deployments
             .iter()
@@ -151,6 +154,16 @@ impl Supervisor {
             }
         }
         self.track_and_promote(&deployments).await
+    }
+
+    /// Records which deployment serves each public collection.
+    fn publish_catalog(&self, deployments: &[Deployment]) {
+        let catalog: HashMap<String, Deployment> = deployments
+            .iter()
+            .filter(|d| d.status == Status::Live)
+            .flat_map(|d| d.spec.collections.iter().map(move |c| (c.name.clone(), d.clone())))
+            .collect();
+        *self.shared.catalog.write().expect("not poisoned") = catalog;
     }
 
     /// Forgets workers whose thread ended on its own (they recorded their failure).

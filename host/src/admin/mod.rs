@@ -99,13 +99,13 @@ async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
     )
 }
 
-/// Serves the admin API until `cancel` fires.
+/// Serves a router until `cancel` fires, letting requests in flight finish.
 pub async fn serve(
-    shared: Shared,
+    router: Router,
     listener: tokio::net::TcpListener,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
 }

@@ -21,7 +21,7 @@ use utoipa::OpenApi;
 
 use crate::supervisor::Shared;
 
-pub use search::tsquery;
+pub use search::{tsquery, words};
 
 /// The OpenAPI document of the query API, generated from the handlers' annotations.
 #[derive(OpenApi)]
@@ -51,15 +51,4 @@ pub fn router(shared: Shared) -> Router {
         .route("/events", post(events::publish))
         .route("/openapi.json", get(openapi))
         .with_state(shared)
-}
-
-/// Serves the query API until `cancel` fires.
-pub async fn serve(
-    shared: Shared,
-    listener: tokio::net::TcpListener,
-    cancel: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
 }

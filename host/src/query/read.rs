@@ -21,7 +21,13 @@ use crate::supervisor::Shared;
 /// The live deployment serving `name`, and the collection's declaration.
 pub async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collection), ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", format!("no live read model serves collection `{name}`"));
-    let deployment = shared.registry.live_for_collection(name).await?.ok_or_else(not_found)?;
+    // The supervisor keeps the catalog current (it reconciles on every registry change); the
+    // registry answers for a collection the catalog does not know yet.
+    let cached = shared.catalog.read().expect("not poisoned").get(name).cloned();
+    let deployment = match cached {
+        Some(deployment) => deployment,
+        None => shared.registry.live_for_collection(name).await?.ok_or_else(not_found)?,
+    };
     let collection = deployment.spec.collections.iter().find(|c| c.name == name).cloned().ok_or_else(not_found)?;
     Ok((deployment, collection))
 }
@@ -91,14 +97,7 @@ pub async fn list(
     request: ListRequest,
 ) -> Result<(Vec<Value>, Option<String>), ApiError> {
     let config = &shared.config.query;
-    let limit = match request.limit {
-        None => config.default_limit,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=config.max_limit).contains(l))
-            .ok_or_else(|| bad("limit", &format!("expected a number from 1 to {}", config.max_limit)))?,
-    };
+    let limit = rows::limit(request.limit.as_ref(), config)?;
     let sort = request.order_by.clone().unwrap_or_else(|| collection.primary_key[0].clone());
     let (descending, sort_name) = match sort.strip_prefix('-') {
         Some(name) => (true, name),

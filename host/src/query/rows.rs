@@ -62,6 +62,18 @@ pub fn cast(field: &Field) -> Result<&'static str, ApiError> {
     })
 }
 
+/// The page size of a request: `limit`, or the configured default.
+pub fn limit(text: Option<&String>, config: &crate::config::QueryConfig) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(config.default_limit),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=config.max_limit).contains(l))
+            .ok_or_else(|| bad("limit", &format!("expected a number from 1 to {}", config.max_limit))),
+    }
+}
+
 /// A 400 naming the parameter at fault.
 pub fn bad(parameter: &str, message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{parameter}: {message}"))

@@ -23,19 +23,55 @@ pub const COLLECTION: &str = "order_search";
 
 const PARAMETERS: &[&str] = &["q", "status", "customerId", "from", "to", "sort", "limit", "cursor", "after", "wait_ms"];
 
-/// The tsquery text of a search: every word as a quoted lexeme, the last one as a prefix.
-/// `None` when the query has no word.
-pub fn tsquery(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split(|c: char| c.is_whitespace() || matches!(c, '\'' | '\\' | '&' | '|' | '!' | '(' | ')' | ':' | '<' | '>' | '*'))
+/// Most lexemes the last word expands to before the search falls back to a prefix scan.
+const MAX_EXPANSIONS: i64 = 32;
+/// Hits counted exactly; beyond, the total is a lower bound (`total_exact: false`).
+const COUNT_CAP: i64 = 10_000;
+
+/// The words of a query, lowercased, without tsquery syntax. Accents are folded in SQL.
+pub fn words(q: &str) -> Vec<String> {
+    q.split(|c: char| c.is_whitespace() || matches!(c, '\'' | '\\' | '&' | '|' | '!' | '(' | ')' | ':' | '<' | '>' | '*'))
         .map(|w| w.trim_matches(|c: char| matches!(c, '-' | '.' | ',' | ';' | '"')))
         .filter(|w| !w.is_empty())
-        .map(|w| format!("'{}'", w.to_lowercase()))
-        .collect();
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The tsquery text of a search: every word a quoted lexeme, all required; the last one either
+/// the whole lexemes it expands to (`expanded`) or, without an expansion, a prefix.
+pub fn tsquery(words: &[String], expanded: Option<&[String]>) -> Option<String> {
     let (last, rest) = words.split_last()?;
-    let mut terms: Vec<String> = rest.to_vec();
-    terms.push(format!("{last}:*"));
+    let mut terms: Vec<String> = rest.iter().map(|w| format!("'{w}'")).collect();
+    terms.push(match expanded {
+        Some(lexemes) => format!("({})", lexemes.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(" | ")),
+        None => format!("'{last}':*"),
+    });
     Some(terms.join(" & "))
+}
+
+/// The lexemes starting with `word` (accent-folded), when there are few enough to list; `None`
+/// to search by prefix instead. Only plain words expand: a hyphenated one (a SKU, an order id)
+/// is several lexemes to the parser.
+async fn expand(pool: &sqlx::PgPool, schema: &str, word: &str) -> Result<Option<Vec<String>>, ApiError> {
+    if !word.chars().all(char::is_alphanumeric) {
+        return Ok(None);
+    }
+    let lexicon = crate::sink::postgres::ddl::qualified(schema, &crate::sink::postgres::ddl::lexicon(COLLECTION));
+    let lexemes: Result<Vec<String>, _> = sqlx::query_scalar(&format!(
+        "SELECT word FROM {lexicon}, (SELECT lower(public.unaccent('public.unaccent'::regdictionary, $1)) COLLATE \"C\" AS p) x \
+         WHERE word >= x.p AND word < x.p || chr(1114111) ORDER BY word LIMIT {}",
+        MAX_EXPANSIONS + 1
+    ))
+    .bind(word)
+    .fetch_all(pool)
+    .await;
+    let lexemes = match lexemes {
+        Ok(lexemes) => lexemes,
+        // A deployment created before lexicons existed: search by prefix.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(None),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    Ok((lexemes.len() as i64 <= MAX_EXPANSIONS).then_some(lexemes))
 }
 
 /// `GET /orders/search?q=&status=&customerId=&from=&to=&sort=&limit=&cursor=`.
@@ -61,19 +97,21 @@ pub async fn search(
     }
     let (deployment, collection) = resolve(&shared, COLLECTION).await?;
     let consistency = settle(&shared, &deployment, &mut params).await?;
-    let config = &shared.config.query;
-    let limit = match params.get("limit") {
-        None => config.default_limit,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=config.max_limit).contains(l))
-            .ok_or_else(|| bad("limit", &format!("expected a number from 1 to {}", config.max_limit)))?,
-    };
+    let limit = rows::limit(params.get("limit"), &shared.config.query)?;
 
     let mut sql = Params::default();
     let mut conditions = Vec::new();
-    let query = params.get("q").and_then(|q| tsquery(q)).map(|text| sql.push(text, "text"));
+    let pool = shared.database.pool();
+    let words = params.get("q").map(|q| words(q)).unwrap_or_default();
+    let expanded = match words.last() {
+        Some(last) => expand(pool, &deployment.schema, last).await?,
+        None => None,
+    };
+    if expanded.as_ref().is_some_and(Vec::is_empty) {
+        // The last word starts no lexeme at all: nothing can match.
+        return Ok(Json(json!({"hits": [], "total": 0, "total_exact": true, "next_cursor": null, "sort": params.get("sort").cloned().unwrap_or_else(|| "relevance".into()), "consistency": consistency})));
+    }
+    let query = tsquery(&words, expanded.as_deref()).map(|text| sql.push(text, "text"));
     if let Some(query) = &query {
         conditions.push(format!("t.{} @@ projector.search_query({query})", ident(SEARCH_COLUMN)));
     }
@@ -120,16 +158,28 @@ pub async fn search(
     };
     let direction = if descending { "DESC" } else { "ASC" };
     let view = rows::view(&collection);
+    // A first page of a full-text search ranks every hit anyway: counting them on the way
+    // costs nothing more. Otherwise a separate count, exact up to COUNT_CAP.
+    let counted_in_page = query.is_some() && params.get("cursor").is_none();
+    let window = if counted_in_page { "count(*) OVER ()" } else { "0::bigint" };
     let page_sql = format!(
-        "SELECT ({})::text, ({key})::text, t.order_id FROM {view} t {} ORDER BY {key} {direction}, t.order_id LIMIT {}",
+        "SELECT ({})::text, ({key})::text, t.order_id, {window} FROM {view} t {} ORDER BY {key} {direction}, t.order_id LIMIT {}",
         rows::row_json(&collection),
         clause(&conditions),
         limit + 1
     );
-    let count_sql = format!("SELECT count(*) FROM {view} t {}", clause(&filters));
-    let pool = shared.database.pool();
     let fetched = sql.bind(sqlx::query(&page_sql)).fetch_all(pool).await.map_err(ApiError::internal)?;
-    let total: i64 = filter_params.bind(sqlx::query(&count_sql)).fetch_one(pool).await.map_err(ApiError::internal)?.get(0);
+    let (total, total_exact) = if counted_in_page {
+        (fetched.first().map_or(0, |row| row.get::<i64, _>(3)), true)
+    } else {
+        let count_sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {view} t {} LIMIT {}) hits",
+            clause(&filters),
+            COUNT_CAP + 1
+        );
+        let counted: i64 = filter_params.bind(sqlx::query(&count_sql)).fetch_one(pool).await.map_err(ApiError::internal)?.get(0);
+        (counted.min(COUNT_CAP), counted <= COUNT_CAP)
+    };
 
     let mut hits = Vec::new();
     let mut next = None;
@@ -145,18 +195,21 @@ pub async fn search(
         }
         hits.push(hit);
     }
-    Ok(Json(json!({"hits": hits, "total": total, "next_cursor": next, "sort": sort, "consistency": consistency})))
+    Ok(Json(json!({"hits": hits, "total": total, "total_exact": total_exact, "next_cursor": next, "sort": sort, "consistency": consistency})))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::tsquery;
+    use super::{tsquery, words};
 
     #[test]
-    fn words_become_lexemes_and_the_last_a_prefix() {
-        assert_eq!(tsquery("Zoë  Mül").unwrap(), "'zoë' & 'mül':*");
-        assert_eq!(tsquery("ord-1001").unwrap(), "'ord-1001':*");
-        assert_eq!(tsquery("a'b) | c!").unwrap(), "'a' & 'b' & 'c':*");
-        assert_eq!(tsquery("  -- ' "), None);
+    fn words_become_lexemes_and_the_last_a_prefix_or_its_expansion() {
+        assert_eq!(words("Zoë  Mül"), ["zoë", "mül"]);
+        assert_eq!(tsquery(&words("Zoë  Mül"), None).unwrap(), "'zoë' & 'mül':*");
+        let expanded = ["muller".to_string(), "mullins".to_string()];
+        assert_eq!(tsquery(&words("zoe mul"), Some(&expanded)).unwrap(), "'zoe' & ('muller' | 'mullins')");
+        assert_eq!(tsquery(&words("ord-1001"), None).unwrap(), "'ord-1001':*");
+        assert_eq!(tsquery(&words("a'b) | c!"), None).unwrap(), "'a' & 'b' & 'c':*");
+        assert_eq!(tsquery(&words("  -- ' "), None), None);
     }
 }

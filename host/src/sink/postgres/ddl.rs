@@ -96,6 +96,41 @@ pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
     for (collection, _) in spec.collections() {
         statements.push(create_table(schema, collection));
         statements.extend(create_indexes(schema, collection));
+        if search_document(collection).is_some() {
+            statements.extend(create_lexicon(schema, collection));
+        }
+    }
+    statements
+}
+
+/// The table of every lexeme in a collection's search documents, for expanding the prefix a
+/// user is typing into whole lexemes (an exact index lookup instead of a prefix scan of the
+/// full-text index).
+pub fn lexicon(collection: &str) -> String {
+    format!("_lexicon_{collection}")
+}
+
+/// The lexicon table and the statement-level triggers that keep it filled.
+fn create_lexicon(schema: &str, collection: &Collection) -> Vec<String> {
+    let table = qualified(schema, &collection.name);
+    let lexicon = qualified(schema, &lexicon(&collection.name));
+    let function = qualified(schema, &format!("_lexicon_add_{}", collection.name));
+    let mut statements = vec![
+        format!("CREATE TABLE IF NOT EXISTS {lexicon} (word text COLLATE \"C\" PRIMARY KEY)"),
+        // Sorted, so concurrent batches take the index locks in the same order.
+        format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             INSERT INTO {lexicon} (word) SELECT DISTINCT w FROM new_rows, unnest(tsvector_to_array(new_rows.{search})) AS w \
+             ORDER BY w ON CONFLICT DO NOTHING; RETURN NULL; END $$",
+            search = ident(SEARCH_COLUMN)
+        ),
+    ];
+    for event in ["INSERT", "UPDATE"] {
+        statements.push(format!(
+            "CREATE OR REPLACE TRIGGER {} AFTER {event} ON {table} REFERENCING NEW TABLE AS new_rows \
+             FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+            ident(&format!("lexicon_on_{}", event.to_lowercase()))
+        ));
     }
     statements
 }
