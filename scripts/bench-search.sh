@@ -60,17 +60,17 @@ log "oha: GET /orders/search?q=<first name> <last-name prefix>, $RATE requests/s
 
 log "Baseline: the same search SQL in PostgreSQL through pgbench, $RATE transactions/s for $DURATION s"
 SCRIPT=$(mktemp)
+F=$(echo "$FIRST" | tr -d '()') L=$(echo "$LAST" | tr -d '()')
+# The statements the API runs: expand the typed prefix through the lexicon, then the ranked,
+# counted page (pgbench substitutes :variables, also inside quotes).
 cat >"$SCRIPT" <<SQL
-\\set f random(1, 30)
-\\set l random(1, 34)
-WITH x AS (SELECT (string_to_array('$(echo "$FIRST" | tr -d '()')', '|'))[:f] AS first,
-                  (string_to_array('$(echo "$LAST" | tr -d '()')', '|'))[:l] AS last),
-     e AS (SELECT string_agg(chr(39) || word || chr(39), ' | ') AS expansion
-             FROM (SELECT word FROM proj_order_search_v1._lexicon_order_search, x
-                    WHERE word >= x.last COLLATE "C" AND word < x.last || chr(1114111) ORDER BY word LIMIT 33) w),
-     q AS (SELECT projector.search_query(x.first || ' & (' || e.expansion || ')') AS q FROM x, e)
-SELECT order_id, ts_rank(_search, q.q) AS rank, count(*) OVER ()
-  FROM read_models.order_search, q WHERE _search @@ q.q ORDER BY rank DESC, order_id LIMIT 21;
+\\set f random(1, $(echo "$F" | tr '|' '\n' | wc -l))
+\\set l random(1, $(echo "$L" | tr '|' '\n' | wc -l))
+SELECT (string_to_array('$F', '|'))[:f] AS first, (string_to_array('$L', '|'))[:l] AS last \\gset
+SELECT coalesce(string_agg(word, ' | '), 'nomatch') AS expansion FROM (SELECT word FROM proj_order_search_v1._lexicon_order_search
+  WHERE word >= ':last' COLLATE "C" AND word < ':last' || chr(1114111) ORDER BY word LIMIT 33) w \\gset
+SELECT order_id, ts_rank(_search, q) AS rank, count(*) OVER () FROM read_models.order_search,
+  projector.search_query(':first & (:expansion)') AS q WHERE _search @@ q ORDER BY rank DESC, order_id LIMIT 21;
 SQL
 "$(pg_bin)/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -f "$SCRIPT" -R "$RATE" -T "$DURATION" -c 8 -j 2 -P 10 -l --log-prefix="$STATE/pgbench" "$DB" | tail -n 12
 python3 - "$STATE" <<'PY'
