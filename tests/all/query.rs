@@ -259,3 +259,33 @@ async fn an_event_published_through_the_api_is_readable_with_after() {
     let (status, body) = api.get("/orders/ord-1001?after=zero&wait_ms=200").await;
     assert_eq!((status, body["error"]["message"].as_str().unwrap().starts_with("after:")), (StatusCode::BAD_REQUEST, true));
 }
+
+/// An answer from a projection lagging over `query.stale_lag` says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_from_a_lagging_projection_are_flagged_stale() {
+    let db = TestDb::create("stale").await;
+    let topic = create_topic("stale", 1).await;
+    publish(&topic, &samples()).await;
+    let config = HostConfig::new("stale", &db.url, &topic, &[ORDER_DETAILS]).with("PROJECTOR_QUERY__STALE_LAG", "0");
+    let _host = Host::start(&config);
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let api = Query { base: config.query_url(), http: reqwest::Client::new() };
+    let (_, body) = api.get("/orders/ord-1001").await;
+    assert_eq!((body["consistency"]["stale"].clone(), body["consistency"]["lag"].clone()), (json!(false), json!(0)), "{body}");
+
+    let paused = api.http.post(format!("{}/admin/projections/order-details/pause", config.admin_url())).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(paused.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    publish(&topic, &catalog()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = api.get("/orders/ord-1001").await;
+        assert_eq!(status, StatusCode::OK);
+        if body["consistency"]["stale"] == json!(true) {
+            assert_eq!(body["consistency"]["lag"], json!(catalog().len()), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never flagged stale: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
