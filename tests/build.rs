@@ -77,7 +77,8 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "target") {
+        let skipped = ["target", "node_modules", "dist", "__pycache__", ".venv"];
+        if path.file_name().is_some_and(|n| skipped.iter().any(|s| n == *s)) {
             continue;
         }
         if path.is_dir() {

@@ -4,6 +4,8 @@
 //! `PROJECTOR_TEST_PG` (an admin URL of the PostgreSQL server) and `PROJECTOR_TEST_BROKERS`.
 //! Every test creates its own database and topic, so tests run side by side.
 
+#[path = "api.rs"]
+pub mod api;
 #[path = "expected.rs"]
 pub mod expected;
 #[path = "host.rs"]

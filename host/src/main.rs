@@ -43,6 +43,30 @@ enum Command {
     },
     /// Print each live projection's position and lag.
     Lag,
+    /// Create a plugin project that builds to an uploadable component, with a test of its own.
+    New {
+        /// Projection name: lowercase letters, digits and `-`.
+        name: String,
+        /// Language of the plugin.
+        #[arg(long, value_enum)]
+        lang: projector::scaffold::Lang,
+        /// Directory to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The Rust SDK (`sdk/` of the Projector repository), for Rust projects.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Load a component as an upload would (same checks), run it over sample events with empty
+    /// state and print what it declares and the operations each event yields. Needs no
+    /// database or broker. Exits with 1 when any event fails.
+    Check {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// Sample events, one JSON object per line: `{"key", "headers", "value"}`.
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
     /// Manage projections through the admin API.
     Projections {
         /// Admin API base URL.
@@ -110,6 +134,12 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Projections { admin_url, token, action } = cli.command {
         return projections(&projector::cli::Client::new(&admin_url, &token), action).await;
     }
+    if let Command::New { name, lang, dir, sdk } = &cli.command {
+        let sdk = sdk.clone().unwrap_or_else(projector::scaffold::default_sdk_path);
+        let root = projector::scaffold::create(name, *lang, dir, &sdk)?;
+        println!("Created {}. See its README.md to build, test and push it.", root.display());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run => {
@@ -148,7 +178,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Wait { timeout } => wait(&config, Duration::from_secs(timeout)).await,
-        Command::Projections { .. } => unreachable!("handled above"),
+        Command::Check { component, events } => check(&config, &component, events.as_deref()),
+        Command::Projections { .. } | Command::New { .. } => unreachable!("handled above"),
     }
 }
 
@@ -191,6 +222,28 @@ async fn snapshot(config: &Config) -> anyhow::Result<Vec<(Deployment, Progress)>
 
 /// Polls until every running deployment has caught up and nothing is still building; measures
 /// events applied per second from the first progress seen to the moment everything caught up.
+/// `projector check`: loads the component offline and dry-runs it over the sample events.
+fn check(config: &Config, component: &std::path::Path, events: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let wasm = std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    let runtime = projector::runtime::Runtime::new(projector::app::limits(config), None)?;
+    let plugin = runtime.load(&wasm).map_err(|e| anyhow::anyhow!("{} is refused: {e}", component.display()))?;
+    let samples = match events {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            projector::dryrun::parse_jsonl(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let events = projector::dryrun::events(&config.kafka.topic, samples);
+    let outcome = projector::dryrun::run(&plugin, &events)?;
+    println!("{}", serde_json::to_string_pretty(&outcome.report)?);
+    if outcome.errors > 0 {
+        anyhow::bail!("{} of {} events failed (see `error` above)", outcome.errors, events.len());
+    }
+    Ok(())
+}
+
 async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut initial: Option<i64> = None;

@@ -74,12 +74,14 @@ pub struct Supervisor {
     cancel: CancellationToken,
     running: HashMap<i64, Running>,
     watermarks: Option<Arc<Watermarks>>,
+    /// The last reconcile error, so a lasting one is logged once, not every tick.
+    last_error: Option<String>,
 }
 
 impl Supervisor {
     /// A supervisor over the shared pieces.
     pub fn new(shared: Shared, cancel: CancellationToken) -> Self {
-        Self { shared, cancel, running: HashMap::new(), watermarks: None }
+        Self { shared, cancel, running: HashMap::new(), watermarks: None, last_error: None }
     }
 
     /// Reconciles until cancelled, then stops every worker (each finishes its batch).
@@ -87,8 +89,16 @@ impl Supervisor {
         let interval = Duration::from_millis(self.shared.config.admin.reconcile_interval_ms);
         let mut listener = self.listen().await;
         loop {
-            if let Err(e) = self.reconcile().await {
-                tracing::warn!(error = %format!("{e:#}"), "Reconciling with the registry failed; retrying.");
+            match self.reconcile().await {
+                Ok(()) if self.last_error.take().is_some() => tracing::info!("Reconciling works again."),
+                Ok(()) => {}
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    if self.last_error.as_ref() != Some(&error) {
+                        tracing::warn!(error = %error, "Reconciling with the registry failed; retrying every tick.");
+                    }
+                    self.last_error = Some(error);
+                }
             }
             let notified = async {
                 match listener.as_mut() {

@@ -7,3 +7,4 @@ mod e2e;
 mod admin;
 mod failures;
 mod sandbox;
+mod languages;

@@ -1,6 +1,5 @@
 //! `POST /admin/projections` (upload, or `?mode=hot-swap`) and `POST /admin/dry-run`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +14,9 @@ use serde_json::{json, Value as Json_};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, Caller};
-use crate::changeset::Changeset;
+use crate::dryrun::{self, SampleEvent};
 use crate::registry::{Component, Created};
-use crate::runtime::types::{Event, Header};
-use crate::runtime::{Plugin, StateOverlay};
+use crate::runtime::Plugin;
 use crate::supervisor::Shared;
 
 /// Query of an upload.
@@ -145,22 +143,8 @@ pub async fn upload(
 pub struct DryRun {
     /// The component, base64-encoded.
     component: String,
-    /// Sample events, in the `samples.jsonl` shape: `{"key", "headers", "value"}`, optionally
-    /// with `partition` and `offset`.
+    /// Sample events, in the `samples.jsonl` shape.
     events: Vec<SampleEvent>,
-}
-
-/// One sample event.
-#[derive(Debug, Deserialize)]
-pub struct SampleEvent {
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    headers: HashMap<String, String>,
-    value: Json_,
-    #[serde(default)]
-    partition: i32,
-    offset: Option<i64>,
 }
 
 /// Runs a component over sample events and returns the operations it would emit, checked
@@ -174,51 +158,10 @@ pub async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Js
         .decode(request.component.trim())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("component is not base64: {e}")))?;
     let plugin = validate(&shared, wasm).await?;
-    let events: Vec<Event> = request
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(index, sample)| Event {
-            topic: shared.config.kafka.topic.clone(),
-            partition: sample.partition,
-            offset: sample.offset.unwrap_or(index as i64),
-            key: sample.key.map(String::into_bytes),
-            value: Some(sample.value.to_string().into_bytes()),
-            headers: sample
-                .headers
-                .into_iter()
-                .map(|(key, value)| Header { key, value: Some(value.into_bytes()) })
-                .collect(),
-            timestamp_ms: None,
-        })
-        .collect();
-    let results = tokio::task::spawn_blocking(move || {
-        let state = StateOverlay::new(HashMap::new(), Box::new(|_| Ok(None)));
-        let outcome = plugin.handle(&events, state).map(|(results, _)| results);
-        (plugin, events, outcome)
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let (plugin, events, outcome) = results;
-    let results = outcome.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed", e.to_string()))?;
-    let spec = plugin.spec();
-    let mut changes = Changeset::new(spec);
-    let answers: Vec<Json_> = events
-        .iter()
-        .zip(results)
-        .map(|(event, result)| {
-            let at = json!({"partition": event.partition, "offset": event.offset});
-            match result {
-                Err(message) => json!({"at": at, "error": message}),
-                Ok(operations) => match changes.apply(spec, &operations) {
-                    Ok(()) => json!({"at": at, "operations": operations}),
-                    Err(message) => json!({"at": at, "operations": operations, "error": format!("invalid operations: {message}")}),
-                },
-            }
-        })
-        .collect();
-    Ok(Json(json!({
-        "projection": {"name": spec.name(), "version": spec.version(), "spec": spec.raw()},
-        "results": answers,
-    })))
+    let events = dryrun::events(&shared.config.kafka.topic, request.events);
+    let outcome = tokio::task::spawn_blocking(move || dryrun::run(&plugin, &events))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed", e.to_string()))?;
+    Ok(Json(outcome.report))
 }

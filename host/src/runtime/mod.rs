@@ -166,6 +166,7 @@ impl Runtime {
             limits: self.limits.clone(),
             spec: None,
             sha256,
+            peak_memory: Default::default(),
         };
         let raw = plugin.describe()?;
         plugin.spec = Some(Spec::new(raw)?);
@@ -234,6 +235,7 @@ pub struct Plugin {
     limits: Limits,
     spec: Option<Spec>,
     sha256: String,
+    peak_memory: std::sync::atomic::AtomicUsize,
 }
 
 /// The per-event answers of one call: operations, or the plugin's error for that event.
@@ -243,6 +245,11 @@ impl Plugin {
     /// The validated declaration.
     pub fn spec(&self) -> &Spec {
         self.spec.as_ref().expect("set by Runtime::load")
+    }
+
+    /// The largest linear memory any call's instance grew to, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.peak_memory.load(Ordering::Relaxed)
     }
 
     /// Hex sha256 of the component bytes.
@@ -276,6 +283,7 @@ impl Plugin {
                 events.len()
             )));
         }
+        self.peak_memory.fetch_max(store.data().peak_memory(), Ordering::Relaxed);
         let state = store.data_mut().state.take().expect("state was given");
         Ok((results, state))
     }

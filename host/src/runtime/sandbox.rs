@@ -105,6 +105,7 @@ impl Sandbox {
             limits: MemoryCap {
                 max_memory,
                 exceeded: None,
+                peak: 0,
             },
             stderr,
             state,
@@ -116,6 +117,11 @@ impl Sandbox {
     /// The limiter enforcing the memory cap.
     pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
+    }
+
+    /// The largest linear memory the instance grew to.
+    pub fn peak_memory(&self) -> usize {
+        self.limits.peak
     }
 
     /// The memory size the plugin tried to grow to beyond its cap, if it did.
@@ -141,6 +147,7 @@ impl Sandbox {
 struct MemoryCap {
     max_memory: usize,
     exceeded: Option<usize>,
+    peak: usize,
 }
 
 /// Most table elements an instance may have (function references; generous for any language).
@@ -153,6 +160,7 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
         if desired > self.max_memory {
             self.exceeded = Some(desired);
             // Trap instead of returning -1 from memory.grow: a guest allocator that cannot
