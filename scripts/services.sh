@@ -48,6 +48,20 @@ ensure_toolchain() {
   fi
 }
 
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then echo "$* missing and this user cannot apt-get install it" >&2; exit 1; fi
+  log "Installing $* (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The system tools the Python and JavaScript plugins build with: python3 with venv (the pinned
+# componentize-py goes into a cached venv, plugins/python/setup.sh) and Node.js with npm (the
+# pinned componentize-js comes from plugins/js/package-lock.json).
+ensure_plugin_toolchains() {
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3 python3-venv; fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+}
+
 ensure_tansu() {
   if [ ! -x "$TANSU" ]; then
     log "Building Tansu $TANSU_VERSION once into $TANSU_ROOT (about 20 minutes on 2 cores; cached afterwards)"
@@ -150,6 +164,7 @@ print_env() {
 
 start_all() {
   ensure_toolchain
+  ensure_plugin_toolchains
   ensure_tansu
   start_postgres
   start_tansu

@@ -32,6 +32,12 @@ log "Plugin tests (native, through the SDK harness)"
 (cd plugins && cargo test --release --locked --target "$(rustc -vV | sed -n 's/^host: //p')" \
    --target-dir "$CACHE/plugins-native-target")
 
+log "Python plugin tests (native, standard library unittest)"
+(cd plugins/python && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests)
+
+log "JavaScript plugin tests (native, node --test)"
+(cd plugins/js && node --test)
+
 log "End-to-end tests (real PostgreSQL, Tansu and plugin components)"
 cargo test --release --locked -p projector-tests -- --test-threads "${PROJECTOR_TEST_THREADS:-2}"
 log "All tests passed"

@@ -17,6 +17,14 @@ const PLUGINS: &[&str] = &[
     "order_search",
 ];
 
+/// Plugins written in other languages, each built by its own toolchain's script
+/// (`<script> <out dir>`, installing the pinned toolchain when missing): (env prefix, script,
+/// components). `order_summaries` of each must equal the Rust one.
+const OTHER_LANGUAGES: &[(&str, &str, &[&str])] = &[
+    ("PY", "plugins/python/build.sh", &["order_summaries", "customer_ltv"]),
+    ("JS", "plugins/js/build.sh", &["order_summaries", "sku_sales"]),
+];
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap();
@@ -56,6 +64,23 @@ fn main() {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+    for (prefix, script, components) in OTHER_LANGUAGES {
+        let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join(prefix.to_lowercase());
+        let mut command = Command::new("bash");
+        command.env_clear();
+        for key in ["PATH", "HOME", "CARGO_HOME", "PROJECTOR_CACHE_DIR"] {
+            if let Ok(value) = std::env::var(key) {
+                command.env(key, value);
+            }
+        }
+        let status = command.arg(root.join(script)).arg(&out).status().expect("bash runs");
+        assert!(status.success(), "{script} failed (see its output above)");
+        for component in *components {
+            let path = out.join(format!("{component}.wasm"));
+            assert!(path.exists(), "{script} did not build {}", path.display());
+            println!("cargo:rustc-env={prefix}_{}_WASM={}", component.to_uppercase(), path.display());
+        }
+    }
     for plugin in PLUGINS {
         let path = target_dir
             .join("wasm32-wasip2/release")

@@ -253,3 +253,181 @@ fn summary(id: &str, o: &Order) -> Map<String, Json> {
     row.insert("updated_at".into(), json!(o.updated_at));
     row
 }
+
+/// What one order contributes to the per-customer and per-SKU models.
+#[derive(Default)]
+struct Contribution {
+    seen: HashSet<String>,
+    customer: Option<String>,
+    status: Option<String>,
+    /// Order lines (sku, name, quantity, unit price), the created items plus added items.
+    lines: Vec<(String, String, i64, Decimal)>,
+    /// The total counted into revenue, once the order counts (submitted or placed).
+    counted: Option<Decimal>,
+    cancelled: bool,
+}
+
+#[derive(Default)]
+struct Customer {
+    name: String,
+    orders: i64,
+    paid: i64,
+    cancelled: i64,
+    revenue: Decimal,
+    items: i64,
+    by_status: BTreeMap<String, i64>,
+}
+
+#[derive(Default)]
+struct Sku {
+    name: String,
+    units: i64,
+    revenue: Decimal,
+    orders: i64,
+}
+
+fn lines_of(items: &Json, sku_field: &str) -> Vec<(String, String, i64, Decimal)> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (text(i, sku_field), text(i, "productName"), i["quantity"].as_i64().unwrap(), dec(&i["unitPrice"])))
+        .collect()
+}
+
+/// Adds (`sign` 1) or removes (-1) an order's lines to the per-SKU totals.
+fn count_lines(skus: &mut BTreeMap<String, Sku>, lines: &[(String, String, i64, Decimal)], sign: i64) {
+    let mut distinct = HashSet::new();
+    for (sku, name, quantity, price) in lines {
+        let row = skus.entry(sku.clone()).or_default();
+        if sign > 0 {
+            row.name = name.clone();
+        }
+        row.units += sign * quantity;
+        row.revenue += Decimal::from(sign * quantity) * price;
+        if distinct.insert(sku.clone()) {
+            row.orders += sign;
+        }
+    }
+}
+
+fn ratio(numerator: Decimal, denominator: i64) -> Json {
+    if denominator == 0 {
+        Json::Null
+    } else {
+        json!(cents(numerator / Decimal::from(denominator)))
+    }
+}
+
+/// The expected `customer_ltv` (Python plugin) and `sku_sales` (JavaScript plugin) rows after
+/// applying `records` once, written from the semantics their modules document:
+/// an order counts once submitted or placed (revenue, paid orders, units), a cancellation of a
+/// counted order takes that back, events after a cancellation change nothing, redeliveries and
+/// unknown types are skipped.
+pub fn customers_and_skus(records: &[DemoRecord]) -> (Vec<Json>, Vec<Json>) {
+    let mut orders: BTreeMap<String, Contribution> = BTreeMap::new();
+    let mut customers: BTreeMap<String, Customer> = BTreeMap::new();
+    let mut skus: BTreeMap<String, Sku> = BTreeMap::new();
+    for record in records {
+        let Some(kind) = event_type(record) else { continue };
+        let v = &record.value;
+        let known = ["OrderPlaced", "OrderCreated", "ItemAdded", "OrderSubmitted", "OrderShipped", "OrderCancelled"];
+        if !known.contains(&kind.as_str()) {
+            continue;
+        }
+        let order = orders.entry(text(v, "orderId")).or_default();
+        if !order.seen.insert(text(v, "eventId")) || order.cancelled {
+            continue;
+        }
+        let move_to = |order: &mut Contribution, customers: &mut BTreeMap<String, Customer>, status: &str| {
+            if let Some(customer) = &order.customer {
+                let row = customers.get_mut(customer).unwrap();
+                if let Some(previous) = order.status.replace(status.into()) {
+                    *row.by_status.entry(previous).or_default() -= 1;
+                }
+                *row.by_status.entry(status.into()).or_default() += 1;
+                row.by_status.retain(|_, n| *n != 0);
+            }
+        };
+        match kind.as_str() {
+            "OrderCreated" | "OrderPlaced" => {
+                let customer_id = text(v, "customerId");
+                let row = customers.entry(customer_id.clone()).or_default();
+                row.name = text(v, "customerName");
+                row.orders += 1;
+                order.customer = Some(customer_id);
+                if kind == "OrderCreated" {
+                    order.lines = lines_of(&v["items"], "productId");
+                    move_to(order, &mut customers, "CREATED");
+                } else {
+                    order.lines = lines_of(&v["lines"], "sku");
+                    move_to(order, &mut customers, "PLACED");
+                    order.counted = Some(dec(&v["total"]));
+                    count_lines(&mut skus, &order.lines, 1);
+                }
+            }
+            "ItemAdded" => {
+                let line = (text(v, "productId"), text(v, "productName"), v["quantity"].as_i64().unwrap(), dec(&v["unitPrice"]));
+                if order.counted.is_some() {
+                    let known = order.lines.iter().any(|l| l.0 == line.0);
+                    let row = skus.entry(line.0.clone()).or_default();
+                    row.name = line.1.clone();
+                    row.units += line.2;
+                    row.revenue += Decimal::from(line.2) * line.3;
+                    row.orders += i64::from(!known);
+                }
+                order.lines.push(line);
+            }
+            "OrderSubmitted" if order.counted.is_none() => {
+                order.counted = Some(dec(&v["total"]));
+                count_lines(&mut skus, &order.lines, 1);
+                move_to(order, &mut customers, "SUBMITTED");
+            }
+            "OrderSubmitted" => {}
+            "OrderShipped" => move_to(order, &mut customers, "SHIPPED"),
+            "OrderCancelled" => {
+                if order.counted.is_some() {
+                    count_lines(&mut skus, &order.lines, -1);
+                }
+                move_to(order, &mut customers, "CANCELLED");
+                order.cancelled = true;
+            }
+            _ => unreachable!(),
+        }
+    }
+    // Per-customer money and units follow from each order's final contribution.
+    for order in orders.values() {
+        let Some(customer) = &order.customer else { continue };
+        let row = customers.get_mut(customer).unwrap();
+        row.cancelled += i64::from(order.cancelled);
+        if let (Some(total), false) = (order.counted, order.cancelled) {
+            row.paid += 1;
+            row.revenue += total;
+            row.items += order.lines.iter().map(|l| l.2).sum::<i64>();
+        }
+    }
+    let customers = customers
+        .into_iter()
+        .map(|(id, c)| {
+            json!({
+                "customer_id": id, "customer_name": c.name, "orders": c.orders, "paid_orders": c.paid,
+                "cancelled_orders": c.cancelled, "revenue": cents(c.revenue), "items": c.items,
+                "orders_by_status": c.by_status, "average_order_value": ratio(c.revenue, c.paid),
+            })
+        })
+        .collect();
+    let skus = skus
+        .into_iter()
+        .map(|(sku, s)| {
+            let mut revenue = s.revenue;
+            if revenue.scale() < 2 {
+                revenue.rescale(2);
+            }
+            json!({
+                "sku": sku, "product_name": s.name, "units_sold": s.units, "revenue": revenue.to_string(),
+                "orders": s.orders, "average_unit_price": ratio(s.revenue, s.units),
+            })
+        })
+        .collect();
+    (customers, skus)
+}

@@ -38,6 +38,14 @@ pub const INVALID_SPEC: &str = env!("INVALID_SPEC_WASM");
 pub const EXTRA_IMPORT: &str = env!("EXTRA_IMPORT_WASM");
 /// The `order-search` component.
 pub const ORDER_SEARCH: &str = env!("ORDER_SEARCH_WASM");
+/// `order-summaries` written in Python (componentize-py), built by `plugins/python/build.sh`.
+pub const PY_ORDER_SUMMARIES: &str = env!("PY_ORDER_SUMMARIES_WASM");
+/// `customer-ltv`, written in Python.
+pub const PY_CUSTOMER_LTV: &str = env!("PY_CUSTOMER_LTV_WASM");
+/// `order-summaries` written in JavaScript (componentize-js), built by `plugins/js/build.sh`.
+pub const JS_ORDER_SUMMARIES: &str = env!("JS_ORDER_SUMMARIES_WASM");
+/// `sku-sales`, written in JavaScript.
+pub const JS_SKU_SALES: &str = env!("JS_SKU_SALES_WASM");
 /// All three example components.
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 
@@ -60,6 +68,9 @@ pub fn unique(prefix: &str) -> String {
         .as_nanos();
     format!("{prefix}_{}_{:x}", std::process::id(), nanos % 0xffff_ffff)
 }
+
+/// The `application_name` of the tests' own database connections.
+pub const TEST_APPLICATION: &str = "projector-tests";
 
 /// A database of one test, dropped by nobody (so a failure can be inspected).
 pub struct TestDb {
@@ -93,7 +104,8 @@ impl TestDb {
                     Ok(())
                 })
             })
-            .connect(&url)
+            // Named, so a test can tell its own connections from the host's.
+            .connect(&format!("{url}?application_name={TEST_APPLICATION}"))
             .await
             .unwrap();
         TestDb { url, pool }
@@ -268,3 +280,17 @@ pub async fn assert_matches_model(db: &TestDb, records: &[DemoRecord]) {
     assert_rows_eq("order_details", &details, &model.details());
     assert_rows_eq("daily_order_stats", &daily, &model.daily());
 }
+
+/// `read_models.customer_ltv` (Python plugin), one canonical JSON object per row.
+pub const CUSTOMER_LTV_SQL: &str = "SELECT jsonb_build_object(
+    'customer_id', customer_id, 'customer_name', customer_name, 'orders', orders,
+    'paid_orders', paid_orders, 'cancelled_orders', cancelled_orders, 'revenue', revenue::text,
+    'items', items, 'orders_by_status', orders_by_status,
+    'average_order_value', average_order_value::text)::text
+  FROM read_models.customer_ltv ORDER BY customer_id";
+
+/// `read_models.sku_sales` (JavaScript plugin), one canonical JSON object per row.
+pub const SKU_SALES_SQL: &str = "SELECT jsonb_build_object(
+    'sku', sku, 'product_name', product_name, 'units_sold', units_sold, 'revenue', revenue::text,
+    'orders', orders, 'average_unit_price', average_unit_price::text)::text
+  FROM read_models.sku_sales ORDER BY sku";

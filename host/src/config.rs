@@ -140,7 +140,9 @@ pub struct AdminConfig {
     /// Bearer tokens, each with a name (recorded as the uploader) and whether it may only read.
     /// With no token configured every admin request is refused.
     pub tokens: Vec<TokenConfig>,
-    /// Largest component upload, in MiB; enforced while the body streams in.
+    /// Largest component upload, in MiB; enforced while the body streams in. Components that
+    /// embed a language runtime are large: Python (componentize-py) about 18 MiB, JavaScript
+    /// (componentize-js) about 12 MiB.
     pub max_upload_mib: u64,
     /// Longest time validating an upload may take (compiling it included), in milliseconds.
     pub compile_timeout_ms: u64,
@@ -156,7 +158,7 @@ impl Default for AdminConfig {
         Self {
             listen: "127.0.0.1:8081".parse().expect("valid address"),
             tokens: Vec::new(),
-            max_upload_mib: 10,
+            max_upload_mib: 64,
             compile_timeout_ms: 30_000,
             promote_max_lag: 0,
             reconcile_interval_ms: 1_000,

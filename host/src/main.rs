@@ -178,7 +178,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Wait { timeout } => wait(&config, Duration::from_secs(timeout)).await,
-        Command::Check { component, events } => check(&config, &component, events.as_deref()),
+        // Off the async runtime: WASI's stdio inside the plugin blocks on its own.
+        Command::Check { component, events } => {
+            tokio::task::spawn_blocking(move || check(&config, &component, events.as_deref())).await?
+        }
         Command::Projections { .. } | Command::New { .. } => unreachable!("handled above"),
     }
 }

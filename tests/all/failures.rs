@@ -90,3 +90,37 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
         host.log_tail()
     );
 }
+
+/// The database goes away under a running host, again and again: every connection to its
+/// database is terminated (as a PostgreSQL restart or failover does) while events keep arriving.
+/// The host stays up, retries, and ends with exactly the model's rows: nothing lost, nothing
+/// applied twice (a commit whose answer was lost is fenced on retry, not doubled).
+#[tokio::test(flavor = "multi_thread")]
+async fn database_connections_dropped_mid_stream_lose_and_double_nothing() {
+    let db = TestDb::create("pgdrop").await;
+    let topic = create_topic("pgdrop", 4).await;
+    let records = projector::demo::generate(4_000, 17);
+    let config = HostConfig::new("pgdrop", &db.url, &topic, &EXAMPLE_PLUGINS)
+        .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");
+    let mut host = Host::start(&config);
+    let database = db.url.rsplit('/').next().unwrap().to_string();
+    let mut terminated = 0_i64;
+    for slice in records.chunks(records.len().div_ceil(10)) {
+        publish(&topic, slice).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name <> $2",
+        )
+        .bind(&database)
+        .bind(TEST_APPLICATION)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        terminated += killed;
+    }
+    assert!(terminated >= 10, "only {terminated} connections were terminated");
+    wait_caught_up(&db, &topic, 3, Duration::from_secs(180)).await;
+    assert!(host.running(), "the host died: {}", host.log_tail());
+    assert_matches_model(&db, &records).await;
+}

@@ -74,6 +74,25 @@ fn scaffolds() -> Vec<Scaffold> {
         // Builds in a cache kept between runs, so the SDK's dependencies compile once.
         component: rust_target.join("wasm32-wasip2/release/rust_starter.wasm"),
         env: vec![("CARGO_TARGET_DIR", rust_target.display().to_string())],
+    },
+    Scaffold {
+        lang: "python",
+        name: "python-starter",
+        steps: vec![("python3", vec!["-m", "unittest", "-v"]), ("bash", vec!["build.sh"])],
+        // The venv plugins/python/setup.sh made for the test build (same pinned toolchain).
+        env: vec![("PROJECTOR_PYTHON_VENV", cache_dir().join("python-venv").display().to_string())],
+        component: "python-starter.wasm".into(),
+    },
+    Scaffold {
+        lang: "js",
+        name: "js-starter",
+        steps: vec![
+            ("npm", vec!["install", "--no-audit", "--no-fund", "--loglevel=error"]),
+            ("npm", vec!["test"]),
+            ("npm", vec!["run", "build"]),
+        ],
+        env: vec![],
+        component: "js-starter.wasm".into(),
     }]
 }
 
@@ -92,7 +111,6 @@ async fn scaffolded_plugins_build_pass_their_tests_and_go_live() {
     let api = Api::of(&config);
     api.ready().await;
     let sdk = repo().join("sdk").display().to_string();
-    let samples = repo().join("plugins/testdata/samples.jsonl").display().to_string();
     let scaffolds = scaffolds();
     for scaffold in &scaffolds {
         let bin = binary().display().to_string();
@@ -102,7 +120,7 @@ async fn scaffolded_plugins_build_pass_their_tests_and_go_live() {
             run(&project, program, args, &scaffold.env);
         }
         let component = project.join(&scaffold.component).display().to_string();
-        run(&project, &bin, &["check", &component, "--events", &samples], &[]);
+        run(&project, &bin, &["check", &component, "--events", "samples.jsonl"], &[]);
         let (status, body) = api.upload(wasm(&component), "").await;
         assert_eq!(status, StatusCode::CREATED, "{} upload: {body}", scaffold.lang);
         assert_eq!(body["deployment"]["name"], scaffold.name, "{body}");
@@ -126,5 +144,103 @@ async fn scaffolded_plugins_build_pass_their_tests_and_go_live() {
             ],
         );
     }
+    drop(host);
+}
+
+/// The Rust, Python and JavaScript `order-summaries` components, each in its own host and
+/// database over the same topic, declare the same read model and build it identically, row by
+/// row, equal to the independent model; their per-order state is byte for byte the same, so a
+/// projection can change language with a hot swap.
+#[tokio::test(flavor = "multi_thread")]
+async fn order_summaries_are_identical_in_rust_python_and_javascript() {
+    let mut records = samples();
+    records.extend(projector::demo::generate(1_500, 61));
+    let topic = create_topic("languages", 4).await;
+    publish(&topic, &records).await;
+    let mut running = Vec::new();
+    for (lang, component) in [("rust", ORDER_SUMMARIES), ("python", PY_ORDER_SUMMARIES), ("js", JS_ORDER_SUMMARIES)] {
+        let db = TestDb::create(&format!("summaries_{lang}")).await;
+        let host = Host::start(&HostConfig::new(lang, &db.url, &topic, &[component]));
+        running.push((lang, db, host));
+    }
+    let expected = expected::Model::of(&records).summaries();
+    let mut specs = Vec::new();
+    let mut states = Vec::new();
+    for (lang, db, _) in &running {
+        wait_caught_up(db, &topic, 1, Duration::from_secs(300)).await;
+        assert_rows_eq(lang, &db.json_rows(SUMMARIES_SQL).await, &expected);
+        let spec: String = sqlx::query_scalar("SELECT spec::text FROM projector.deployments")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        specs.push(spec);
+        let deployments = deployments(db, &topic).await.unwrap();
+        let schema = &deployments[0].0.schema;
+        let state: Vec<(String, Vec<u8>)> = sqlx::query_as(&format!("SELECT key, value FROM \"{schema}\"._state ORDER BY key"))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert!(state.len() > 1_000, "{lang}: {} state rows", state.len());
+        states.push(state);
+    }
+    assert_eq!(specs[1], specs[0], "Python declares what Rust declares");
+    assert_eq!(specs[2], specs[0], "JavaScript declares what Rust declares");
+    assert!(states[1] == states[0], "Python's state differs from Rust's");
+    assert!(states[2] == states[0], "JavaScript's state differs from Rust's");
+}
+
+/// `customer-ltv` (Python) and `sku-sales` (JavaScript) in one host over the samples and 2,000
+/// generated orders: their read models equal the independent model row by row (money to the
+/// cent, counters, status maps, host-computed averages), and the samples' rows are checked by
+/// hand as well.
+#[tokio::test(flavor = "multi_thread")]
+async fn customer_ltv_in_python_and_sku_sales_in_javascript_give_exact_read_models() {
+    let db = TestDb::create("ltv_skus").await;
+    let topic = create_topic("ltv-skus", 3).await;
+    let mut records = samples();
+    publish(&topic, &records).await;
+    let host = Host::start(&HostConfig::new("ltv-skus", &db.url, &topic, &[PY_CUSTOMER_LTV, JS_SKU_SALES]));
+    wait_caught_up(&db, &topic, 2, Duration::from_secs(120)).await;
+    // samples.jsonl by hand: cust-7 opened ord-1001 (2 + 1 units, submitted 116.80, shipped)
+    // and ord-1003 (submitted 48.00, then cancelled); cust-9 placed ord-1002 (79.47, 4 units).
+    assert_rows_eq(
+        "customer_ltv (samples)",
+        &db.json_rows(CUSTOMER_LTV_SQL).await,
+        &[
+            json!({"customer_id": "cust-7", "customer_name": "Zoë Müller", "orders": 2, "paid_orders": 1,
+                   "cancelled_orders": 1, "revenue": "116.80", "items": 3,
+                   "orders_by_status": {"SHIPPED": 1, "CANCELLED": 1}, "average_order_value": "116.80"}),
+            json!({"customer_id": "cust-9", "customer_name": "Kenji Watanabe", "orders": 1, "paid_orders": 1,
+                   "cancelled_orders": 0, "revenue": "79.47", "items": 4,
+                   "orders_by_status": {"SHIPPED": 1}, "average_order_value": "79.47"}),
+        ],
+    );
+    // ord-1001 and ord-1002 count; ord-1003's four mugs counted, then were taken back.
+    let sku = |sku: &str, name: &str, units: i64, revenue: &str, orders: i64, average: Option<&str>| {
+        json!({"sku": sku, "product_name": name, "units_sold": units, "revenue": revenue, "orders": orders, "average_unit_price": average})
+    };
+    assert_rows_eq(
+        "sku_sales (samples)",
+        &db.json_rows(SKU_SALES_SQL).await,
+        &[
+            sku("sku-espresso-250", "Espresso Beans 250g", 2, "17.80", 1, Some("8.90")),
+            sku("sku-filter-100", "Paper Filters x100", 3, "14.97", 1, Some("4.99")),
+            sku("sku-grinder-c2", "Hand Grinder C2", 1, "99.00", 1, Some("99.00")),
+            sku("sku-kettle-gooseneck", "Gooseneck Kettle", 1, "64.50", 1, Some("64.50")),
+            sku("sku-mug-stone", "Stoneware Mug", 0, "0.00", 0, None),
+        ],
+    );
+    let (customers, skus) = expected::customers_and_skus(&records);
+    assert_rows_eq("customer_ltv (samples, model)", &db.json_rows(CUSTOMER_LTV_SQL).await, &customers);
+    assert_rows_eq("sku_sales (samples, model)", &db.json_rows(SKU_SALES_SQL).await, &skus);
+
+    let generated = projector::demo::generate(2_000, 71);
+    publish(&topic, &generated).await;
+    records.extend(generated);
+    wait_caught_up(&db, &topic, 2, Duration::from_secs(300)).await;
+    let (customers_now, skus_now) = expected::customers_and_skus(&records);
+    assert_ne!((&customers_now, &skus_now), (&customers, &skus));
+    assert_rows_eq("customer_ltv", &db.json_rows(CUSTOMER_LTV_SQL).await, &customers_now);
+    assert_rows_eq("sku_sales", &db.json_rows(SKU_SALES_SQL).await, &skus_now);
     drop(host);
 }

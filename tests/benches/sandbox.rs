@@ -79,8 +79,23 @@ fn native<P: Projection>(events: &[projector_sdk::Event]) -> f64 {
 }
 
 fn sandboxed(runtime: &Runtime, wasm: &str, events: &[Event]) -> f64 {
-    let plugin = runtime.load(&std::fs::read(wasm).unwrap()).unwrap();
-    best(events.len(), || {
+    measure(runtime, wasm, events).rate
+}
+
+/// What one component costs: its size, compile time, peak linear memory and throughput.
+struct Cost {
+    size: usize,
+    compile: Duration,
+    peak_memory: usize,
+    rate: f64,
+}
+
+fn measure(runtime: &Runtime, wasm: &str, events: &[Event]) -> Cost {
+    let bytes = std::fs::read(wasm).unwrap();
+    let started = Instant::now();
+    let plugin = runtime.load(&bytes).unwrap();
+    let compile = started.elapsed();
+    let rate = best(events.len(), || {
         let mut state = StateOverlay::new(HashMap::new(), Box::new(|_| Ok(None)));
         let mut operations = 0;
         for chunk in events.chunks(EVENTS_PER_CALL) {
@@ -89,8 +104,11 @@ fn sandboxed(runtime: &Runtime, wasm: &str, events: &[Event]) -> f64 {
             state = after;
         }
         operations
-    })
+    });
+    Cost { size: bytes.len(), compile, peak_memory: plugin.peak_memory(), rate }
 }
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
     let records = projector::demo::generate(ORDERS, 99);
@@ -114,6 +132,27 @@ fn main() {
         println!(
             "| {name} | {native_rate:.0} | {sandboxed_rate:.0} | {:.2} |",
             sandboxed_rate / native_rate
+        );
+    }
+    println!("\n`order-summaries` in three languages, same events, same runtime and limits:\n");
+    println!("| language | component size | compile (no cache) | peak linear memory | sandboxed (events/s) | vs Rust sandboxed |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let languages = [
+        ("Rust (wasm32-wasip2)", projector_tests::ORDER_SUMMARIES),
+        ("Python (componentize-py)", projector_tests::PY_ORDER_SUMMARIES),
+        ("JavaScript (componentize-js)", projector_tests::JS_ORDER_SUMMARIES),
+    ];
+    let mut rust_rate = None;
+    for (language, wasm) in languages {
+        let cost = measure(&runtime, wasm, &events);
+        let rust = *rust_rate.get_or_insert(cost.rate);
+        println!(
+            "| {language} | {:.1} MiB | {:.2} s | {:.1} MiB | {:.0} | {:.3} |",
+            cost.size as f64 / MIB,
+            cost.compile.as_secs_f64(),
+            cost.peak_memory as f64 / MIB,
+            cost.rate,
+            cost.rate / rust
         );
     }
 }
