@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::runtime::types::{Event, Header};
-use crate::runtime::{Plugin, StateOverlay};
+use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
 use crate::registry::{Deployment, Registry};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
 use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
@@ -255,8 +255,22 @@ impl Worker<'_> {
     }
 
     /// Runs the plugin over `events`; on failure returns the index of the first event of the
-    /// failing call or the failing event.
+    /// failing call or the failing event. A call that failed only because a state key could not
+    /// be loaded while the database is unavailable is run again, from the start of the batch,
+    /// once the database answers.
     fn project(&self, events: &[Event]) -> Result<(Changeset, StateOverlay), (usize, Failure)> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.project_once(events) {
+                Err((_, Failure::Call { error: CallError::StateUnavailable(message), .. })) => {
+                    self.wait_for_database("load state", &message, &mut delay).map_err(|f| (0, f))?;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn project_once(&self, events: &[Event]) -> Result<(Changeset, StateOverlay), (usize, Failure)> {
         let projector = self.projector;
         let plugin = &projector.plugin;
         let spec = plugin.spec();
@@ -276,9 +290,13 @@ impl Worker<'_> {
         let loader = {
             let (writer, handle) = (self.writer.clone(), projector.handle.clone());
             Box::new(move |key: &str| {
-                handle
-                    .block_on(writer.load_one(key))
-                    .map_err(anyhow::Error::from)
+                handle.block_on(writer.load_one(key)).map_err(|e| {
+                    if crate::sink::postgres::is_transient(&e) {
+                        anyhow::Error::new(StateUnavailable(e.to_string()))
+                    } else {
+                        anyhow::Error::from(e)
+                    }
+                })
             })
         };
         let mut state = StateOverlay::new(prefetched, loader);

@@ -112,3 +112,23 @@ fn bytes_that_are_not_a_component_are_refused() {
     assert!(matches!(error, LoadError::CoreModule), "{error}");
     assert!(error.to_string().contains("core WebAssembly module"), "{error}");
 }
+
+/// A state key the host cannot load because the database is down for now fails the call with
+/// `StateUnavailable` (the pipeline retries the batch once the database answers), not with a
+/// trap that would fail the projection; any other load error stays a trap.
+#[test]
+fn an_unavailable_state_store_is_a_retryable_failure_not_a_trap() {
+    let runtime = runtime();
+    let plugin = load(&runtime, ORDER_SUMMARIES);
+    let events = projector::dryrun::events("t", projector::dryrun::parse_jsonl(include_str!("../../plugins/testdata/samples.jsonl")).unwrap());
+    let down = StateOverlay::new(
+        HashMap::new(),
+        Box::new(|_| Err(anyhow::Error::new(projector::runtime::StateUnavailable("connection reset".into())))),
+    );
+    let Err(error) = plugin.handle(&events, down) else { panic!("the call succeeded without state") };
+    assert!(matches!(&error, CallError::StateUnavailable(m) if m == "connection reset"), "{error:?}");
+
+    let broken = StateOverlay::new(HashMap::new(), Box::new(|_| Err(anyhow::anyhow!("relation does not exist"))));
+    let Err(error) = plugin.handle(&events, broken) else { panic!("the call succeeded without state") };
+    assert!(matches!(&error, CallError::Trap { message } if message.contains("relation does not exist")), "{error:?}");
+}

@@ -22,7 +22,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use bindings::types;
-pub use sandbox::{StateLoader, StateOverlay};
+pub use sandbox::{StateLoader, StateOverlay, StateUnavailable};
 
 use crate::spec::{Spec, SpecError};
 use bindings::{Projection, ProjectionPre};
@@ -94,6 +94,10 @@ pub enum CallError {
     /// The plugin trapped (a panic, an unreachable, a host call refused).
     #[error("plugin trapped: {message}")]
     Trap { message: String },
+    /// The plugin read a state key the host could not load because the store is unavailable
+    /// for now: nothing is wrong with the plugin or the event, so the call can be retried.
+    #[error("loading the plugin's state failed: {0}")]
+    StateUnavailable(String),
     /// The plugin broke the contract, e.g. returned the wrong number of results.
     #[error("plugin broke the contract: {0}")]
     Contract(String),
@@ -314,6 +318,9 @@ impl Plugin {
     }
 
     fn call_error(&self, store: &Store<Sandbox>, error: wasmtime::Error) -> CallError {
+        if let Some(message) = store.data().state.as_ref().and_then(StateOverlay::unavailable) {
+            return CallError::StateUnavailable(message.to_owned());
+        }
         if let Some(desired) = store.data().memory_exceeded() {
             return CallError::Memory {
                 cap: self.limits.max_memory,

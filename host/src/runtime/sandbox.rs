@@ -28,8 +28,15 @@ const MAX_LOG_LINE: usize = 2048;
 /// How much of the plugin's stderr is kept (a Rust panic message lands there).
 pub const STDERR_CAPACITY: usize = 64 * 1024;
 
-/// Loads state a batch did not prefetch. Called from the plugin thread; may block.
+/// Loads state a batch did not prefetch. Called from the plugin thread; may block. An error
+/// wrapping [`StateUnavailable`] says the store is down for now: the call fails with
+/// [`super::CallError::StateUnavailable`] and can be retried; any other error is final.
 pub type StateLoader = Box<dyn FnMut(&str) -> anyhow::Result<Option<Vec<u8>>> + Send>;
+
+/// A state load failed because the store is unavailable for now (retrying may work).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateUnavailable(pub String);
 
 /// The per-key state a batch sees: what was read from the database plus the batch's own writes.
 ///
@@ -39,6 +46,8 @@ pub struct StateOverlay {
     loaded: HashMap<String, Option<Vec<u8>>>,
     writes: HashMap<String, Option<Vec<u8>>>,
     loader: StateLoader,
+    /// Set when a load failed with [`StateUnavailable`].
+    unavailable: Option<String>,
 }
 
 impl StateOverlay {
@@ -48,6 +57,7 @@ impl StateOverlay {
             loaded,
             writes: HashMap::new(),
             loader,
+            unavailable: None,
         }
     }
 
@@ -59,9 +69,18 @@ impl StateOverlay {
         if let Some(value) = self.loaded.get(key) {
             return Ok(value.clone());
         }
-        let value = (self.loader)(key)?;
+        let value = (self.loader)(key).inspect_err(|e| {
+            if let Some(StateUnavailable(message)) = e.downcast_ref() {
+                self.unavailable = Some(message.clone());
+            }
+        })?;
         self.loaded.insert(key.to_string(), value.clone());
         Ok(value)
+    }
+
+    /// Why a load failed with [`StateUnavailable`], if one did.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// The batch's writes: key to new value, `None` for a removal.
