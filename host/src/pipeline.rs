@@ -243,14 +243,55 @@ impl Worker<'_> {
     fn apply_events(&mut self, events: &[Event]) -> Result<usize, Failure> {
         match self.project(events) {
             Ok((changes, state)) => self.commit(events, &changes, &state),
-            Err((0, failure)) => Err(failure),
             Err((failed_at, failure)) => {
-                // Deterministic plugins: projecting the prefix again gives the same result.
-                let prefix = &events[..failed_at];
-                let (changes, state) = self.project(prefix).map_err(|(_, f)| f)?;
-                self.commit(prefix, &changes, &state)?;
+                let (failed_at, failure) = self.pin(events, failed_at, failure);
+                if failed_at > 0 {
+                    // Deterministic plugins: projecting the prefix again gives the same result.
+                    let prefix = &events[..failed_at];
+                    let (changes, state) = self.project(prefix).map_err(|(_, f)| f)?;
+                    self.commit(prefix, &changes, &state)?;
+                }
                 Err(failure)
             }
+        }
+    }
+
+    /// Narrows a failed plugin call (a trap, the deadline, the memory cap) down to the event
+    /// that makes it fail, so the projection stops exactly there with everything before it
+    /// applied. Plugins are deterministic, so prefixes of the batch can be projected again: a
+    /// binary search over the failing call's events finds the shortest prefix that fails.
+    /// Other failures are already pinned to their event and are returned as they are.
+    fn pin(&self, events: &[Event], failed_at: usize, failure: Failure) -> (usize, Failure) {
+        if !matches!(failure, Failure::Call { .. }) {
+            return (failed_at, failure);
+        }
+        let per_call = self.projector.pipeline.events_per_call;
+        // Invariant: events[..good] projects, events[..bad] fails.
+        let (mut good, mut bad) = (failed_at, (failed_at + per_call).min(events.len()));
+        while bad - good > 1 {
+            let middle = good + (bad - good) / 2;
+            match self.project(&events[..middle]) {
+                Ok(_) => good = middle,
+                Err((_, Failure::Cancelled)) => return (0, Failure::Cancelled),
+                // An event's own error pins it (it lies past `good`, which projects).
+                Err((at, Failure::Event { .. })) => bad = (at + 1).clamp(good + 1, middle),
+                Err(_) => bad = middle,
+            }
+        }
+        let poison = &events[good];
+        match self.project(&events[..bad]) {
+            Err((at, event @ Failure::Event { .. })) if at == good => (good, event),
+            Err((_, Failure::Call { error, .. })) => {
+                let failure = Failure::Event {
+                    partition: poison.partition,
+                    offset: poison.offset,
+                    message: format!("the plugin call failed on this event: {error}"),
+                };
+                (good, failure)
+            }
+            // Not reproducible on its own (or another failure came first): stop where the
+            // call started, as before.
+            _ => (failed_at, failure),
         }
     }
 

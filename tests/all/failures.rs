@@ -124,3 +124,45 @@ async fn database_connections_dropped_mid_stream_lose_and_double_nothing() {
     assert!(host.running(), "the host died: {}", host.log_tail());
     assert_matches_model(&db, &records).await;
 }
+
+/// A plugin that traps (here: panics) on one event in the middle of a call is narrowed down to
+/// that event: the projection stops exactly there, with the status naming its partition and
+/// offset and the panic message, and every event before it applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
+    let db = TestDb::create("poison").await;
+    let topic = create_topic("poison", 1).await;
+    let record = |index: usize, kind: &str| DemoRecord {
+        key: format!("k{index:02}"),
+        headers: vec![],
+        value: json!({"type": kind}),
+    };
+    let records: Vec<DemoRecord> =
+        (0..40).map(|i| record(i, if i == 23 { "Panic" } else { "Fine" })).collect();
+    publish(&topic, &records).await;
+    let host = Host::start(&HostConfig::new("poison", &db.url, &topic, &[MISBEHAVING]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let row = loop {
+        let row = sqlx::query(
+            "SELECT last_error, error_partition, error_offset, schema_name FROM projector.deployments WHERE status = 'failed'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap_or_default();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "the projection did not fail: {}", host.log_tail());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (error, partition, offset, schema): (String, Option<i32>, Option<i64>, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((partition, offset), (Some(0), Some(23)), "{error}");
+    assert!(error.contains("panicked on purpose at offset 23"), "{error}");
+    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..23).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(keys, expected, "everything before the poison event is applied, nothing after");
+}
