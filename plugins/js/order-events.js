@@ -152,7 +152,7 @@ export function handleOnce(event, ctx, apply) {
   if (e === undefined) return [];
   const stored = ctx.state(e.orderId) ?? {};
   const applied = stored.applied ?? [];
-  if (!Array.isArray(applied) || applied.some((id) => typeof id !== 'string')) {
+  if (!Array.isArray(applied) || !allStrings(applied)) {
     throw new ProjectionError(`corrupt state under key \`${e.orderId}\`: \`applied\` is not a list of event ids`);
   }
   if (applied.includes(e.eventId)) {
@@ -164,6 +164,15 @@ export function handleOnce(event, ctx, apply) {
   const { applied: ids, ...rest } = state;
   ctx.setState(e.orderId, { applied: ids, ...rest });
   return ops;
+}
+
+/**
+ * Whether every element of `list` is a string.
+ * @param {unknown[]} list
+ */
+function allStrings(list) {
+  for (let k = 0; k < list.length; k++) if (typeof list[k] !== 'string') return false;
+  return true;
 }
 
 /** Order statuses, as the read models spell them. */

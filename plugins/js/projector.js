@@ -8,9 +8,12 @@
  * {@link useHost}; natively, `projector-testing.js` hands it an in-memory fake.
  *
  * Invariants:
- * - Money never passes through binary floating point: event JSON is decoded by this module's
- *   own parser, which turns every non-integer number into an exact {@link Decimal} built from
- *   the number's digits (`8.9` stays 8.9, `99.0` keeps its scale).
+ * - Money never passes through binary floating point: event JSON is decoded so that every
+ *   non-integer number becomes an exact {@link Decimal} built from the number's digits (`8.9`
+ *   stays 8.9, `99.0` keeps its scale). For speed in the component's interpreter the engine's
+ *   native `JSON.parse` does the parsing, after every number it would round has been turned
+ *   into a marked string of its digits; this module's own parser decides whenever that path
+ *   cannot (invalid JSON, for the error and its position).
  * - Timestamps are BigInt microseconds since the epoch (UTC), as the WIT contract says.
  * - `handle` returns exactly one result per event, in order. An exception thrown while
  *   handling an event becomes that event's `err`, and the state written by that event is
@@ -68,7 +71,9 @@ export class ProjectionError extends Error {
 // ---------------------------------------------------------------------------------------------
 
 const TEN = 10n;
-const pow10 = (/** @type {number} */ n) => TEN ** BigInt(n);
+/** 10^0 … 10^39, computed once: scales of money are small. */
+const POWERS_OF_TEN = Array.from({ length: 40 }, (_, n) => TEN ** BigInt(n));
+const pow10 = (/** @type {number} */ n) => POWERS_OF_TEN[n] ?? TEN ** BigInt(n);
 const abs = (/** @type {bigint} */ n) => (n < 0n ? -n : n);
 /** Largest exponent accepted when parsing, so `1e-999999999` cannot exhaust memory. */
 const MAX_EXPONENT = 1000;
@@ -161,7 +166,7 @@ export class Decimal {
    * @param {number} scale
    */
   #at(scale) {
-    return this.coefficient * pow10(scale - this.scale);
+    return scale === this.scale ? this.coefficient : this.coefficient * pow10(scale - this.scale);
   }
 
   /** @param {Decimal | bigint | number | string} other */
@@ -243,6 +248,7 @@ export class Decimal {
    * @param {number} places
    */
   rescale(places) {
+    if (this.scale === places) return this; // immutable: the same value serves
     if (this.scale <= places) return new Decimal(this.#at(places), places);
     return this.round(places);
   }
@@ -308,12 +314,24 @@ export function sum(amounts) {
 // UTF-8
 // ---------------------------------------------------------------------------------------------
 
+// The engine's native codecs when it has them (StarlingMonkey and Node both do): a JS loop over
+// every byte is slow in the component's interpreter. Both keep the exact semantics of the
+// portable fallbacks below (lone surrogates encode as U+FFFD; decoding rejects any invalid
+// UTF-8 and keeps a leading BOM).
+const ENCODER = typeof TextEncoder === 'function' ? new TextEncoder() : undefined;
+const DECODER = typeof TextDecoder === 'function' ? new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }) : undefined;
+
 /**
  * UTF-8 bytes of `text` (lone surrogates become U+FFFD).
  * @param {string} text
  * @returns {Uint8Array}
  */
 export function utf8Encode(text) {
+  return ENCODER ? ENCODER.encode(text) : utf8EncodePortable(text);
+}
+
+/** @param {string} text */
+function utf8EncodePortable(text) {
   const out = [];
   for (const ch of text) {
     let cp = /** @type {number} */ (ch.codePointAt(0));
@@ -334,6 +352,16 @@ export function utf8Encode(text) {
  * @returns {string | undefined}
  */
 export function utf8Decode(bytes) {
+  if (!DECODER || !ArrayBuffer.isView(bytes)) return utf8DecodePortable(bytes);
+  try {
+    return DECODER.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** @param {Uint8Array} bytes */
+function utf8DecodePortable(bytes) {
   let text = '';
   let chunk = [];
   for (let i = 0; i < bytes.length; ) {
@@ -587,7 +615,95 @@ function position(text, offset) {
  * @returns {unknown}
  */
 export function parseJson(text) {
-  return new JsonParser(text, null).document();
+  const value = parseJsonNative(text);
+  return value === NOT_NATIVE ? new JsonParser(text, null).document() : value;
+}
+
+/** What {@link parseJsonNative} returns when the exact parser must decide. */
+const NOT_NATIVE = Symbol('not native');
+
+/**
+ * One stretch of JSON text up to the next number that `JSON.parse` would not keep exact: a
+ * prefix of whole strings, integers of at most 15 digits (exact as doubles) and other
+ * characters, taken atomically (`(?=(…))\1`), then a number with a fraction or exponent or an
+ * integer of 16 or more digits. Applied stickily (`y`) from the start of the text, so in valid
+ * JSON the prefixes never start inside a string and every such number is found, and the scan
+ * stays linear. A number before `:` is left alone: it would be a key, which is invalid JSON
+ * and must stay invalid.
+ */
+const INEXACT_NUMBER =
+  /(?=((?:"(?:[^"\\]|\\.)*"|-?\d{1,15}(?![\d.eE])|[^"\d-])*))\1(-?(?:0|[1-9]\d*)(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)|-?[1-9]\d{15,})(?![\t\n\r ]*:)/gy;
+
+/** The marker that starts a string standing for a number's digits, U+0001 (never raw in JSON). */
+const NUMBER_MARK = 1;
+
+/**
+ * {@link parseJson} on the engine's native `JSON.parse` (much faster than a JS parser in the
+ * component's interpreter), with every number `JSON.parse` would round (fraction, exponent,
+ * 16+ digits) first turned into a marked string of its digits, then rebuilt exactly. Returns
+ * {@link NOT_NATIVE} when the exact parser must decide: invalid JSON (for its error message
+ * and position), a number out of range, or text that already contains the marker.
+ * @param {string} text
+ * @returns {unknown}
+ */
+function parseJsonNative(text) {
+  if (text.includes('\\u0001')) return NOT_NATIVE;
+  try {
+    // Inside the try: an engine limit (regexp backtracking stack, nesting depth) only means
+    // the exact parser decides.
+    INEXACT_NUMBER.lastIndex = 0;
+    const marked = text.replace(INEXACT_NUMBER, '$1"\\u0001$2"');
+    const value = JSON.parse(marked);
+    if (marked.length === text.length) return value;
+    if (typeof value === 'string') return value.charCodeAt(0) === NUMBER_MARK ? exactNumber(value) : value;
+    if (typeof value === 'object' && value !== null) restoreNumbers(value);
+    return value;
+  } catch {
+    return NOT_NATIVE;
+  }
+}
+
+/**
+ * The exact number a marked string stands for, as {@link JsonParser} makes it: a safe integer
+ * as a number, a larger one as a BigInt, anything else as a Decimal (throws when out of range).
+ * @param {string} marked
+ */
+function exactNumber(marked) {
+  const raw = marked.slice(1);
+  if (raw.includes('e') || raw.includes('E')) return Decimal.parse(raw);
+  const dot = raw.indexOf('.');
+  if (dot < 0) {
+    const n = Number(raw);
+    return Number.isSafeInteger(n) ? n : BigInt(raw);
+  }
+  // `-12.50`: the digits without the point (BigInt takes the sign), scale = fraction digits.
+  return new Decimal(BigInt(raw.slice(0, dot) + raw.slice(dot + 1)), raw.length - dot - 1);
+}
+
+/**
+ * Replaces the marked strings inside a container parsed by `JSON.parse`, in place.
+ * @param {any} container
+ */
+function restoreNumbers(container) {
+  if (Array.isArray(container)) {
+    for (let i = 0; i < container.length; i++) {
+      const v = container[i];
+      if (typeof v === 'string') {
+        if (v.charCodeAt(0) === NUMBER_MARK) container[i] = exactNumber(v);
+      } else if (typeof v === 'object' && v !== null) restoreNumbers(v);
+    }
+    return;
+  }
+  for (const key in container) {
+    const v = container[key];
+    if (typeof v === 'string') {
+      if (v.charCodeAt(0) !== NUMBER_MARK) continue;
+      // defineProperty: a `__proto__` key is data, never the prototype.
+      if (key === '__proto__') {
+        Object.defineProperty(container, key, { value: exactNumber(v), enumerable: true, writable: true, configurable: true });
+      } else container[key] = exactNumber(v);
+    } else if (typeof v === 'object' && v !== null) restoreNumbers(v);
+  }
 }
 
 /**
@@ -612,15 +728,29 @@ export function stringifyJson(value) {
     default:
       break;
   }
-  if (Array.isArray(value)) return `[${value.map((v) => stringifyJson(v === undefined ? null : v)).join(',')}]`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let k = 0; k < value.length; k++) {
+      if (k > 0) out += ',';
+      const v = value[k];
+      // A hole writes nothing (as `map` + `join` would), an undefined element null.
+      if (v !== undefined) out += stringifyJson(v);
+      else if (k in value) out += 'null';
+    }
+    return `${out}]`;
+  }
   if (typeof (/** @type {any} */ (value).toJSON) === 'function') {
     return stringifyJson(/** @type {any} */ (value).toJSON());
   }
-  const members = [];
-  for (const [key, member] of Object.entries(/** @type {object} */ (value))) {
-    if (member !== undefined) members.push(`${JSON.stringify(key)}:${stringifyJson(member)}`);
+  const keys = Object.keys(/** @type {object} */ (value));
+  let out = '{';
+  for (let k = 0; k < keys.length; k++) {
+    const member = /** @type {any} */ (value)[keys[k]];
+    if (member === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += `${JSON.stringify(keys[k])}:${stringifyJson(member)}`;
   }
-  return `{${members.join(',')}}`;
+  return `${out}}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,7 +793,7 @@ function civilFromDays(days) {
 /** @param {number} y @param {number} m */
 function daysInMonth(y, m) {
   if (m === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
-  return [4, 6, 9, 11].includes(m) ? 30 : 31;
+  return m === 4 || m === 6 || m === 9 || m === 11 ? 30 : 31;
 }
 
 const pad = (/** @type {number} */ n, /** @type {number} */ width) => String(n).padStart(width, '0');
@@ -686,6 +816,8 @@ export class Timestamp {
    * @param {string} text
    */
   static parse(text) {
+    const micros = typeof text === 'string' ? utcMicros(text) : undefined;
+    if (micros !== undefined) return new Timestamp(micros);
     const problem = rfc3339Problem(text);
     if (typeof problem === 'string') {
       throw new ProjectionError(
@@ -725,6 +857,35 @@ export class Timestamp {
   toJSON() {
     return this.toString();
   }
+}
+
+/** The common shape of an instant: UTC (`Z`), an optional fraction. */
+const RFC3339_UTC = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z$/;
+
+/**
+ * The microseconds of `text` when it has the common shape ({@link RFC3339_UTC}) and is in
+ * range, computed as {@link rfc3339Problem} does; otherwise `undefined` (that one decides).
+ * @param {string} text
+ * @returns {bigint | undefined}
+ */
+function utcMicros(text) {
+  const m = RFC3339_UTC.exec(text);
+  if (m === null) return undefined;
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  const hour = Number(m[4]);
+  const minute = Number(m[5]);
+  const second = Number(m[6]);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  const seconds = daysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+  const fraction = m[7];
+  let micros = 0;
+  if (fraction !== undefined) {
+    micros = Number(fraction.length >= 6 ? fraction.slice(0, 6) : fraction.padEnd(6, '0'));
+  }
+  return BigInt(seconds) * MICROS_PER_SECOND + BigInt(micros);
 }
 
 /**
@@ -830,15 +991,32 @@ export function formatDate(days) {
 
 /** Where a decoder is: the document and the path in it. */
 class Cursor {
-  /** @param {JsonDocument} doc @param {(string | number)[]} path */
-  constructor(doc, path) {
+  /**
+   * @param {JsonDocument} doc
+   * @param {(string | number)[]} path
+   * @param {Cursor} [parent] set (with `segment`) for a child: its path is only built when asked for
+   * @param {string | number} [segment]
+   */
+  constructor(doc, path, parent, segment) {
     this.doc = doc;
-    this.path = path;
+    /** @type {(string | number)[] | undefined} */
+    this.known = path;
+    this.parent = parent;
+    this.segment = segment;
+  }
+
+  /** The path from the document's root. @returns {(string | number)[]} */
+  get path() {
+    if (this.known === undefined) {
+      const parent = /** @type {Cursor} */ (this.parent);
+      this.known = [...parent.path, /** @type {string | number} */ (this.segment)];
+    }
+    return this.known;
   }
 
   /** @param {string | number} segment */
   child(segment) {
-    return new Cursor(this.doc, [...this.path, segment]);
+    return new Cursor(this.doc, undefined, this, segment);
   }
 }
 
@@ -1049,7 +1227,9 @@ export const schema = Object.freeze({
       expecting: 'a sequence',
       decode: (v, at) => {
         if (!Array.isArray(v)) throw invalidType(at, v, 'a sequence');
-        return v.map((element, i) => item.decode(element, at.child(i)));
+        const out = new Array(v.length);
+        for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], at.child(i));
+        return out;
       },
     };
   },
@@ -1064,6 +1244,10 @@ export const schema = Object.freeze({
    */
   record(name, fields) {
     const expecting = `struct ${name}`;
+    // Looked up once here, not per decoded value.
+    const names = Object.keys(fields);
+    const members = names.map((key) => fields[key]);
+    const byName = new Map(names.map((key, k) => [key, members[k]]));
     return {
       expecting,
       decode: (v, at) => {
@@ -1071,12 +1255,20 @@ export const schema = Object.freeze({
         const object = /** @type {Record<string, unknown>} */ (v);
         /** @type {Record<string, unknown>} */
         const out = {};
-        for (const key of Object.keys(object)) {
-          if (Object.hasOwn(fields, key)) out[key] = fields[key].decode(object[key], at.child(key));
+        const keys = Object.keys(object);
+        let found = 0;
+        for (let k = 0; k < keys.length; k++) {
+          const key = keys[k];
+          const member = byName.get(key);
+          if (member === undefined) continue;
+          found++;
+          out[key] = member.decode(object[key], at.child(key));
         }
-        for (const [key, field] of Object.entries(fields)) {
+        if (found === names.length) return /** @type {any} */ (out);
+        for (let k = 0; k < names.length; k++) {
+          const key = names[k];
           if (Object.hasOwn(object, key)) continue;
-          if (!field.optional) throw new DecodeFailure(at, `missing field \`${key}\``);
+          if (!members[k].optional) throw new DecodeFailure(at, `missing field \`${key}\``);
           out[key] = undefined;
         }
         return /** @type {any} */ (out);
@@ -1117,8 +1309,19 @@ export class Event {
 
   /** The record key as UTF-8 text, `undefined` when null or not UTF-8. */
   get key() {
-    return this.keyBytes === undefined ? undefined : utf8Decode(this.keyBytes);
+    if (this.keyBytes === undefined) return undefined;
+    // Decoded once per record (the record is kept as consumed).
+    if (this.#keyFrom !== this.keyBytes) {
+      this.#keyText = utf8Decode(this.keyBytes);
+      this.#keyFrom = this.keyBytes;
+    }
+    return this.#keyText;
   }
+
+  /** @type {Uint8Array | undefined} the bytes `#keyText` was decoded from */
+  #keyFrom = undefined;
+  /** @type {string | undefined} */
+  #keyText = undefined;
 
   /**
    * The value of the last header named `name` (Kafka's lastHeader), `undefined` when there is
@@ -1260,25 +1463,26 @@ export const NULL = new Typed('null', undefined);
  */
 export function toWitValue(v, asScalar = false) {
   if (v === null || v === undefined) return { tag: 'null' };
-  if (v instanceof Typed) {
-    if (asScalar && (v.tag === 'json' || v.tag === 'list')) throw new TypeError(`a list cannot hold a ${v.tag} value`);
-    return v.tag === 'null' ? { tag: 'null' } : { tag: v.tag, val: v.val };
-  }
-  if (v instanceof Decimal) return { tag: 'decimal', val: v.toString() };
-  if (v instanceof Timestamp) return { tag: 'timestamp', val: v.micros };
   switch (typeof v) {
-    case 'boolean':
-      return { tag: 'boolean', val: v };
     case 'string':
       return { tag: 'text', val: v };
+    case 'boolean':
+      return { tag: 'boolean', val: v };
     case 'bigint':
       return { tag: 'integer', val: v };
     case 'number':
       if (Number.isSafeInteger(v)) return { tag: 'integer', val: BigInt(v) };
       throw new TypeError(`${v} is not a safe integer: use float(${v}) for a float or a Decimal for money`);
     default:
-      throw new TypeError(`cannot write a ${typeof v} as a field value: wrap it (json(), list(), float(), ...)`);
+      break;
   }
+  if (v instanceof Decimal) return { tag: 'decimal', val: v.toString() };
+  if (v instanceof Timestamp) return { tag: 'timestamp', val: v.micros };
+  if (v instanceof Typed) {
+    if (asScalar && (v.tag === 'json' || v.tag === 'list')) throw new TypeError(`a list cannot hold a ${v.tag} value`);
+    return v.tag === 'null' ? { tag: 'null' } : { tag: v.tag, val: v.val };
+  }
+  throw new TypeError(`cannot write a ${typeof v} as a field value: wrap it (json(), list(), float(), ...)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,7 +1492,12 @@ export function toWitValue(v, asScalar = false) {
 /** @typedef {unknown | unknown[]} Key a key value, or an array of values for a composite key */
 
 /** @param {Key} key */
-const keyValues = (key) => (Array.isArray(key) ? key : [key]).map((v) => toWitValue(v));
+function keyValues(key) {
+  if (!Array.isArray(key)) return [toWitValue(key)];
+  const out = new Array(key.length);
+  for (let k = 0; k < key.length; k++) out[k] = toWitValue(key[k]);
+  return out;
+}
 
 /** An operation on one row; build it with {@link upsert}, {@link increment} or {@link del}. */
 export class Operation {
@@ -1303,10 +1512,14 @@ export class Operation {
 
   /** The WIT `operation`. */
   toWit() {
-    const val = { collection: this.collection, key: keyValues(this.key) };
-    if (this.kind === 'delete') return { tag: 'delete', val };
-    const fields = this.fields.map(([name, value]) => ({ name, value: toWitValue(value) }));
-    return { tag: this.kind, val: { ...val, fields } };
+    const key = keyValues(this.key);
+    if (this.kind === 'delete') return { tag: 'delete', val: { collection: this.collection, key } };
+    const fields = new Array(this.fields.length);
+    for (let k = 0; k < fields.length; k++) {
+      const pair = this.fields[k];
+      fields[k] = { name: pair[0], value: toWitValue(pair[1]) };
+    }
+    return { tag: this.kind, val: { collection: this.collection, key, fields } };
   }
 }
 
@@ -1688,21 +1901,33 @@ export function projection(definition) {
     /** @param {ConstructorParameters<typeof Event>[0][]} events */
     handle(events) {
       const ctx = new Context(currentHost());
-      return events.map((record) => {
-        try {
-          const result = definition.handle(new Event(record), ctx);
-          const ops = result == null ? [] : result instanceof Operation ? [result] : [...result];
-          const wit = ops.map((op) => {
-            if (!(op instanceof Operation)) throw new TypeError('handle must return operations (upsert/increment/del)');
-            return op.toWit();
-          });
-          ctx.commit();
-          return { tag: 'ok', val: wit };
-        } catch (e) {
-          ctx.discard();
-          return { tag: 'err', val: errorMessage(e) };
-        }
-      });
+      const results = new Array(events.length);
+      for (let k = 0; k < events.length; k++) results[k] = handleOne(definition.handle, events[k], ctx);
+      return results;
     },
   };
+}
+
+/**
+ * One event's WIT result.
+ * @param {(event: Event, ctx: Context) => Iterable<Operation> | Operation | undefined | null} handle
+ * @param {ConstructorParameters<typeof Event>[0]} record
+ * @param {Context} ctx
+ */
+function handleOne(handle, record, ctx) {
+  try {
+    const result = handle(new Event(record), ctx);
+    const ops = result == null ? [] : result instanceof Operation ? [result] : Array.isArray(result) ? result : [...result];
+    const wit = new Array(ops.length);
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k];
+      if (!(op instanceof Operation)) throw new TypeError('handle must return operations (upsert/increment/del)');
+      wit[k] = op.toWit();
+    }
+    ctx.commit();
+    return { tag: 'ok', val: wit };
+  } catch (e) {
+    ctx.discard();
+    return { tag: 'err', val: errorMessage(e) };
+  }
 }

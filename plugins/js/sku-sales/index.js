@@ -51,23 +51,30 @@ const storedLines = (lines) => lines.map((l) => ({ ...l, unitPrice: Decimal.from
  * @param {1 | -1} sign
  * @param {Set<string>} [alreadyCounted] SKUs this order already counts (not counted twice in `orders`)
  */
-function count(lines, sign, alreadyCounted = new Set()) {
+function count(lines, sign, alreadyCounted) {
   /** @type {Map<string, { name: string, units: number, revenue: Decimal }>} */
   const bySku = new Map();
-  for (const line of lines) {
-    const entry = bySku.get(line.sku) ?? { name: line.productName, units: 0, revenue: Decimal.ZERO };
+  for (let k = 0; k < lines.length; k++) {
+    const line = lines[k];
+    let entry = bySku.get(line.sku);
+    if (entry === undefined) {
+      entry = { name: line.productName, units: 0, revenue: Decimal.ZERO };
+      bySku.set(line.sku, entry);
+    }
     entry.name = line.productName;
     entry.units += line.quantity;
     entry.revenue = entry.revenue.add(line.unitPrice.mul(line.quantity));
-    bySku.set(line.sku, entry);
   }
-  return [...bySku].flatMap(([sku, { name, units, revenue }]) => {
+  const ops = [];
+  for (const [sku, entry] of bySku) {
     const added = increment(COLLECTION, sku)
-      .add('units_sold', sign * units)
-      .add('revenue', atLeastCents(sign > 0 ? revenue : revenue.neg()));
-    if (!alreadyCounted.has(sku)) added.add('orders', sign);
-    return sign > 0 ? [upsert(COLLECTION, sku).set('product_name', name), added] : [added];
-  });
+      .add('units_sold', sign * entry.units)
+      .add('revenue', atLeastCents(sign > 0 ? entry.revenue : entry.revenue.neg()));
+    if (alreadyCounted === undefined || !alreadyCounted.has(sku)) added.add('orders', sign);
+    if (sign > 0) ops.push(upsert(COLLECTION, sku).set('product_name', entry.name));
+    ops.push(added);
+  }
+  return ops;
 }
 
 /**
@@ -83,7 +90,8 @@ function apply(state, e) {
     case 'OrderCreated':
     case 'ItemAdded': {
       const added = linesOf(e);
-      const before = new Set(state.lines.map((/** @type {Line} */ l) => l.sku));
+      const before = new Set();
+      for (let k = 0; k < state.lines.length; k++) before.add(state.lines[k].sku);
       state.lines.push(...added);
       return state.status === 'counted' ? count(added, 1, before) : [];
     }
