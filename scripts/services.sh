@@ -131,16 +131,7 @@ start_tansu() {
 # scans every header of every topic, so fetches slow down quadratically and starve its (single)
 # storage queue, group heartbeats included. Adding the index makes that lookup a point read.
 index_tansu_headers() {
-  python3 - "$1" <<'PY'
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=60)
-for _ in range(100):
-    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'header'").fetchone():
-        break
-    time.sleep(0.1)
-db.execute("CREATE INDEX IF NOT EXISTS header_topition_offset_id ON header (topition, offset_id)")
-db.commit()
-PY
+  python3 "$REPO/scripts/tansu-index.py" "$1"
 }
 
 stop_tansu() {

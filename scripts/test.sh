@@ -21,6 +21,8 @@ trap cleanup EXIT
 start_all
 export PROJECTOR_TEST_PG=postgres://postgres@127.0.0.1:$PROJECTOR_PG_PORT/postgres
 export PROJECTOR_TEST_BROKERS=127.0.0.1:$PROJECTOR_KAFKA_PORT
+# Tests that kill and restart a broker start their own from this binary.
+export PROJECTOR_TEST_TANSU=$TANSU
 
 log "Building the host"
 cargo build --release --locked -p projector-host
