@@ -421,3 +421,41 @@ async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
     assert!(!status.status.success());
     assert!(String::from_utf8_lossy(&status.stderr).contains("not_found"), "{}", String::from_utf8_lossy(&status.stderr));
 }
+
+/// `/admin/openapi.json` describes every admin route, with the bearer scheme it requires.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_describes_itself_in_openapi() {
+    let db = TestDb::create("admin_openapi").await;
+    let topic = create_topic("admin-openapi", 1).await;
+    let config = HostConfig::new("admin-openapi", &db.url, &topic, &[]);
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    let (status, spec) = api.get("/admin/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "{spec}");
+    let paths: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |method| (method.clone(), path.clone())))
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("get", "/admin/projections"),
+        ("post", "/admin/projections"),
+        ("get", "/admin/projections/{name}"),
+        ("delete", "/admin/projections/{name}"),
+        ("delete", "/admin/projections/{name}/deployments/{id}"),
+        ("post", "/admin/projections/{name}/rebuild"),
+        ("post", "/admin/projections/{name}/rollback"),
+        ("post", "/admin/projections/{name}/pause"),
+        ("post", "/admin/projections/{name}/resume"),
+        ("post", "/admin/dry-run"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(paths, expected);
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{spec}");
+    let unauthenticated = api.http.get(format!("{}/admin/openapi.json", api.base)).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+}

@@ -17,7 +17,8 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
+use utoipa::OpenApi;
 
 pub use error::ApiError;
 
@@ -42,8 +43,36 @@ pub fn router(shared: Shared) -> Router {
         .route("/admin/projections/{name}/resume", post(projections::resume))
         .route("/admin/dry-run", post(upload::dry_run))
         .route("/metrics", get(metrics))
+        .route("/admin/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .with_state(shared)
+}
+
+/// The admin API's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Projector admin API", description = "Upload, inspect and steer projections without redeploying the host. Every route needs `Authorization: Bearer <token>`; read-only tokens may only GET."),
+    paths(upload::upload, upload::dry_run, projections::list, projections::status, projections::rebuild,
+          projections::rollback, projections::pause, projections::resume, projections::remove,
+          projections::remove_deployment),
+    modifiers(&BearerAuth),
+    tags((name = "projections", description = "Projections, their deployments and uploads"))
+)]
+pub struct AdminApi;
+
+/// Declares the `bearer` security scheme the paths refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(AdminApi::openapi())
 }
 
 async fn authenticate(State(shared): State<Shared>, mut request: Request, next: Next) -> Response {

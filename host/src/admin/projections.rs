@@ -63,6 +63,9 @@ fn summary(shared: &Shared, name: &str, deployments: &[&Deployment]) -> Value {
 }
 
 /// `GET /admin/projections`: every projection with its deployments.
+#[utoipa::path(get, path = "/admin/projections", tag = "projections", security(("bearer" = [])),
+    responses((status = 200, description = "`{projections: [{name, live_version, deployments: [{id, version, build, state, paused, sha256, schema, consumer_group, progress, last_error, ...}]}]}`"),
+              (status = 401, description = "No or unknown token")))]
 pub async fn list(State(shared): State<Shared>) -> Result<Json<Value>, ApiError> {
     let all = shared.registry.all().await?;
     let mut by_name: BTreeMap<&str, Vec<&Deployment>> = BTreeMap::new();
@@ -74,6 +77,9 @@ pub async fn list(State(shared): State<Shared>) -> Result<Json<Value>, ApiError>
 }
 
 /// `GET /admin/projections/{name}`: one projection in detail.
+#[utoipa::path(get, path = "/admin/projections/{name}", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    responses((status = 200, description = "The projection: live version and every deployment with its state, progress (lag per partition, events/s, ETA) and last error"),
+              (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let deployments = shared.registry.of(&name).await?;
     let refs: Vec<&Deployment> = deployments.iter().collect();
@@ -82,6 +88,8 @@ pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> R
 
 /// `POST /admin/projections/{name}/rebuild`: the live code again from the start of the topic,
 /// blue/green: the current deployment serves until the rebuild has caught up.
+#[utoipa::path(post, path = "/admin/projections/{name}/rebuild", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    responses((status = 202, description = "`{result: \"building\", deployment}`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn rebuild(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -104,6 +112,8 @@ pub async fn rebuild(
 }
 
 /// `POST /admin/projections/{name}/rollback`: the previous deployment back live, at once.
+#[utoipa::path(post, path = "/admin/projections/{name}/rollback", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    responses((status = 200, description = "`{result: \"rolled back\", live}`"), (status = 409, description = "No standby deployment to roll back to"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn rollback(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -115,12 +125,16 @@ pub async fn rollback(
 }
 
 /// `POST /admin/projections/{name}/pause`.
+#[utoipa::path(post, path = "/admin/projections/{name}/pause", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    responses((status = 200, description = "Every deployment of the projection stops consuming; reads go on, flagged stale as lag grows"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     shared.registry.set_paused(&name, true).await?;
     Ok(Json(json!({"result": "paused", "name": name})))
 }
 
 /// `POST /admin/projections/{name}/resume`.
+#[utoipa::path(post, path = "/admin/projections/{name}/resume", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    responses((status = 200, description = "Consuming again from the stored offsets"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     shared.registry.set_paused(&name, false).await?;
     Ok(Json(json!({"result": "resumed", "name": name})))
@@ -128,6 +142,8 @@ pub async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> R
 
 /// `DELETE /admin/projections/{name}`: stops it everywhere and removes its views, schemas and
 /// consumer groups.
+#[utoipa::path(delete, path = "/admin/projections/{name}", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    responses((status = 200, description = "`{result: \"removed\", name, consumer_groups}`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn remove(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -146,6 +162,10 @@ pub async fn remove(
 
 /// `DELETE /admin/projections/{name}/deployments/{id}`: removes one deployment that is not
 /// live (a standby kept for rollback, a failed build), with its schema and consumer group.
+#[utoipa::path(delete, path = "/admin/projections/{name}/deployments/{id}", tag = "projections",
+    params(("name" = String, Path, description = "Projection name"), ("id" = i64, Path, description = "Deployment id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{result: \"removed\", name, deployment, consumer_groups}`"), (status = 409, description = "The deployment is live"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn remove_deployment(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,

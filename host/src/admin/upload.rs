@@ -80,6 +80,17 @@ async fn validate(shared: &Shared, wasm: Vec<u8>) -> Result<Plugin, ApiError> {
 
 /// Uploads a component: a new projection or version builds from the start of the topic
 /// (blue/green when another version is live); `?mode=hot-swap` replaces the live code.
+#[utoipa::path(post, path = "/admin/projections", tag = "projections", security(("bearer" = [])),
+    params(("mode" = Option<String>, Query, description = "`hot-swap`: replace the live deployment's code without a rebuild"),
+           ("X-Checksum-Sha256" = Option<String>, Header, description = "Expected sha256 of the body, hex")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    responses((status = 201, description = "`{result: \"building\", deployment}`: validated, stored, rebuilding from the start of the topic"),
+              (status = 200, description = "`{result: \"unchanged\" | \"hot-swapped\", deployment}`"),
+              (status = 400, description = "`checksum_mismatch`, `invalid_checksum_header`, `invalid_mode`"),
+              (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"),
+              (status = 409, description = "`version_exists`, `collection_taken`"),
+              (status = 413, description = "`payload_too_large`"),
+              (status = 422, description = "`not_wasm`, `core_module`, `wrong_world`, `unsupported_import`, `compile_failed`, `compile_timeout`, `describe_failed`, `invalid_spec`")))]
 pub async fn upload(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -149,6 +160,12 @@ pub struct DryRun {
 
 /// Runs a component over sample events and returns the operations it would emit, checked
 /// against its declaration. Touches no storage: state starts empty and is discarded.
+#[utoipa::path(post, path = "/admin/dry-run", tag = "projections", security(("bearer" = [])),
+    request_body(content = String, content_type = "application/json",
+        description = "`{component: <base64 .wasm>, events: [{key, headers, value, partition?, offset?}]}`"),
+    responses((status = 200, description = "`{projection: {name, version, spec}, results: [{at: {partition, offset}, operations?, error?}]}`"),
+              (status = 400, description = "`invalid_request`"), (status = 401, description = "No or unknown token"),
+              (status = 422, description = "The component is refused (same codes as an upload), or `plugin_failed`")))]
 pub async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Json_>, ApiError> {
     let limit = shared.config.admin.max_upload_bytes() * 2 + (1 << 20);
     let bytes = read_limited(body, limit).await?;
