@@ -49,6 +49,18 @@ pub const JS_SKU_SALES: &str = env!("JS_SKU_SALES_WASM");
 /// All three example components.
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 
+/// Where slow, reusable build output lives, as in the scripts: `$PROJECTOR_CACHE_DIR`, else
+/// `$CARGO_HOME/projector-cache` (the Tansu binary, the Python venv, cargo target dirs).
+pub fn cache_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::var("PROJECTOR_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        let home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+        home.join("projector-cache")
+    })
+}
+
 /// Admin URL of the test PostgreSQL server.
 pub fn pg_admin_url() -> String {
     std::env::var("PROJECTOR_TEST_PG")
@@ -177,7 +189,15 @@ pub async fn deployments(
     db: &TestDb,
     topic: &str,
 ) -> anyhow::Result<Vec<(projector::registry::Deployment, projector::progress::Progress)>> {
-    let kafka = kafka(topic);
+    deployments_on(db, &kafka(topic)).await
+}
+
+/// [`deployments`] with positions on another broker than the shared test broker.
+pub async fn deployments_on(
+    db: &TestDb,
+    kafka: &KafkaConfig,
+) -> anyhow::Result<Vec<(projector::registry::Deployment, projector::progress::Progress)>> {
+    let kafka = kafka.clone();
     let marks = tokio::task::spawn_blocking(move || projector::progress::Watermarks::new(&kafka)?.fetch()).await??;
     let registry = projector::registry::Registry::new(db.pool.clone());
     projector::progress::snapshot(&registry, &db.pool, &marks).await
@@ -186,10 +206,15 @@ pub async fn deployments(
 /// Waits until `live` projections are live, nothing is building, and every running
 /// deployment has applied every event of the topic.
 pub async fn wait_caught_up(db: &TestDb, topic: &str, live: usize, timeout: Duration) {
+    wait_caught_up_on(db, &kafka(topic), live, timeout).await
+}
+
+/// [`wait_caught_up`] on another broker than the shared test broker.
+pub async fn wait_caught_up_on(db: &TestDb, kafka: &KafkaConfig, live: usize, timeout: Duration) {
     use projector::registry::Status;
     let deadline = Instant::now() + timeout;
     loop {
-        let all = deployments(db, topic).await.unwrap_or_default();
+        let all = deployments_on(db, kafka).await.unwrap_or_default();
         if let Some((failed, _)) = all.iter().find(|(d, _)| d.status == Status::Failed) {
             panic!("projection {} failed: {:?}", failed.name, failed.last_error);
         }

@@ -177,12 +177,9 @@ struct Broker {
 
 impl Broker {
     fn binary() -> std::path::PathBuf {
-        std::env::var("PROJECTOR_TEST_TANSU").map(Into::into).unwrap_or_else(|_| {
-            let home = std::env::var("CARGO_HOME")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-            home.join("projector-cache/tansu-0.6.0/bin/tansu")
-        })
+        std::env::var("PROJECTOR_TEST_TANSU")
+            .map(Into::into)
+            .unwrap_or_else(|_| cache_dir().join("tansu-0.6.0/bin/tansu"))
     }
 
     fn start(dir: &std::path::Path, port: u16) -> Broker {
@@ -258,27 +255,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_and_doubles_nothing() {
     let broker = Broker::start(&dir, port);
     projector::demo::publish(&kafka, second).await.unwrap();
 
-    // Caught up: every projection live and its stored offsets at the broker's high watermarks.
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let marks = {
-            let kafka = kafka.clone();
-            tokio::task::spawn_blocking(move || projector::progress::Watermarks::new(&kafka)?.fetch()).await.unwrap()
-        };
-        let registry = projector::registry::Registry::new(db.pool.clone());
-        let done = match marks {
-            Ok(marks) => projector::progress::snapshot(&registry, &db.pool, &marks).await.is_ok_and(|all| {
-                all.len() == 3
-                    && all.iter().all(|(d, p)| d.status == projector::registry::Status::Live && p.lag == 0)
-            }),
-            Err(_) => false,
-        };
-        if done {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "not caught up after the broker came back: {}", host.log_tail());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(180)).await;
     assert!(host.running(), "{}", host.log_tail());
     assert_matches_model(&db, &records).await;
     drop(broker);

@@ -41,16 +41,6 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, String)]) {
     );
 }
 
-/// Where slow, reusable build output lives (the same cache the scripts use).
-fn cache_dir() -> PathBuf {
-    std::env::var("PROJECTOR_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        let home = std::env::var("CARGO_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-        home.join("projector-cache")
-    })
-}
-
 /// One language's scaffold: how to test and build it and where the component lands.
 struct Scaffold {
     lang: &'static str,
