@@ -4,7 +4,7 @@
 #
 #   scripts/bench-search.sh            # ORDERS=1000000 RATE=200 DURATION=30 by default
 #
-# Builds the order-search read model through the real pipeline (produce to Tansu, project with
+# Builds the order-search read model through the real pipeline (produce to Kafka, project with
 # the order-search plugin), then loads GET /orders/search with two-word queries (a first name
 # and the prefix of a last name, as typed) at a fixed rate. Results go to stdout; copy them into
 # docs/BENCHMARKS.md. Takes 10-15 minutes on 2 cores, most of it building the read model.

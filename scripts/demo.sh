@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up everything and runs the demo: PostgreSQL and Tansu, the host and the three example
+# Sets up everything and runs the demo: PostgreSQL and Apache Kafka, the host and the three example
 # plugins built from source, $ORDERS realistic orders published (default 10,000), the host run
 # until it has caught up, then the throughput and a few rows of each read model printed.
 # Services keep running afterwards (scripts/services.sh stop); the host is stopped.

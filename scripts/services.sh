@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts what Projector needs on one machine: the Rust Wasm target,
-# a private PostgreSQL cluster and a Tansu (Kafka-protocol) broker with durable storage.
+# a private PostgreSQL cluster and an Apache Kafka broker (jars from Maven Central, KRaft, one
+# process, durable log directory).
 #
-#   scripts/services.sh start    # install what is missing, start both, create the topic
+#   scripts/services.sh start    # install what is missing, start both, create the topic (6 partitions)
 #   scripts/services.sh stop     # stop both (data is kept under $PROJECTOR_STATE_DIR)
 #   scripts/services.sh env      # print the environment variables pointing the host at them
 #
 # Sourced by scripts/demo.sh and scripts/test.sh. Everything lives under $PROJECTOR_STATE_DIR
 # (default: .projector/ in the repository); nothing outside it is touched except the package
-# installs and the cached Tansu binary and cargo target dir under $CARGO_HOME/projector-cache.
+# installs and the cached Kafka jars and cargo target dirs under $CARGO_HOME/projector-cache.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,9 +20,9 @@ STATE=${PROJECTOR_STATE_DIR:-$REPO/.projector}
 PG_PORT=${PROJECTOR_PG_PORT:-55432}
 KAFKA_PORT=${PROJECTOR_KAFKA_PORT:-19092}
 TOPIC=${PROJECTOR_KAFKA__TOPIC:-order-events}
-TANSU_VERSION=0.6.0
-TANSU_ROOT=$CACHE/tansu-$TANSU_VERSION
-TANSU=$TANSU_ROOT/bin/tansu
+KAFKA_CONTROLLER_PORT=${PROJECTOR_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+# shellcheck source=kafka.sh
+source "$REPO/scripts/kafka.sh"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -62,15 +63,6 @@ ensure_plugin_toolchains() {
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
 }
 
-ensure_tansu() {
-  if [ ! -x "$TANSU" ]; then
-    log "Building Tansu $TANSU_VERSION once into $TANSU_ROOT (about 20 minutes on 2 cores; cached afterwards)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
-      --root "$TANSU_ROOT" --target-dir "$CACHE/tansu-build"
-    rm -rf "$CACHE/tansu-build"
-  fi
-}
-
 start_postgres() {
   local bin data=$STATE/pg
   bin=$(pg_bin)
@@ -101,46 +93,37 @@ stop_postgres() {
   fi
 }
 
-kafka_up() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
-
-start_tansu() {
-  local data=$STATE/tansu
-  mkdir -p "$data"
-  if kafka_up; then return; fi
-  log "Starting Tansu on 127.0.0.1:$KAFKA_PORT (storage $data/tansu.db)"
-  # Tansu resolves the sqlite path against its working directory: start it from the data dir.
-  (
-    cd "$data" || exit 1
-    nohup "$TANSU" broker \
-      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine "sqlite://tansu.db" </dev/null >"$data/broker.log" 2>&1 &
-    echo $! >"$data/broker.pid"
-  )
-  for _ in $(seq 1 100); do kafka_up && break; sleep 0.2; done
-  if ! kafka_up; then
-    echo "Tansu did not start; see $data/broker.log" >&2
-    tail -n 20 "$data/broker.log" >&2
+# The broker: Apache Kafka from Maven Central (scripts/kafka.sh), data under $STATE/kafka, kept
+# across restarts; its log is $STATE/kafka/broker.log.
+start_kafka() {
+  local dir=$STATE/kafka
+  local pidfile=$dir/broker.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    kafka_wait "$KAFKA_PORT"
+    return
+  fi
+  kafka_libs >/dev/null
+  kafka_configure "$dir" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  log "Starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (data $dir/data, log $dir/broker.log)"
+  nohup "$REPO/scripts/kafka.sh" run "$dir" </dev/null >>"$dir/broker.log" 2>&1 &
+  echo $! >"$pidfile"
+  if ! kafka_wait "$KAFKA_PORT" 120; then
+    echo "Kafka did not start; see $dir/broker.log" >&2
+    tail -n 20 "$dir/broker.log" >&2
     exit 1
   fi
-  index_tansu_headers "$data/tansu.db"
+  kafka_tool TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
+    --topic "$TOPIC" --partitions 6 >/dev/null
 }
 
-# Tansu 0.6.0's SQLite schema has no index on header(topition, offset_id), and it reads the
-# headers of every fetched record with a query joining on those columns: each record fetched
-# scans every header of every topic, so fetches slow down quadratically and starve its (single)
-# storage queue, group heartbeats included. Adding the index makes that lookup a point read.
-index_tansu_headers() {
-  python3 "$REPO/scripts/tansu-index.py" "$1"
-}
-
-stop_tansu() {
-  local pidfile=$STATE/tansu/broker.pid
+# Stops the broker cleanly (SIGTERM: a controlled shutdown that flushes the logs).
+stop_kafka() {
+  local pidfile=$STATE/kafka/broker.pid
   if [ -f "$pidfile" ]; then
     local pid
     pid=$(cat "$pidfile")
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   fi
@@ -156,16 +139,15 @@ print_env() {
 start_all() {
   ensure_toolchain
   ensure_plugin_toolchains
-  ensure_tansu
   start_postgres
-  start_tansu
+  start_kafka
   eval "$(print_env)"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     start) start_all; print_env ;;
-    stop) stop_tansu; stop_postgres ;;
+    stop) stop_kafka; stop_postgres ;;
     env) print_env ;;
     *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
   esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything and runs every test: unit tests, SDK and plugin tests, and the end-to-end
-# tests against a real PostgreSQL, a real Tansu broker and real plugin components.
+# tests against a real PostgreSQL, a real Apache Kafka broker and real plugin components.
 # Test services run on their own ports in a throwaway directory and are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ export PROJECTOR_KAFKA_PORT=${PROJECTOR_TEST_KAFKA_PORT:-19192}
 source scripts/services.sh
 
 cleanup() {
-  stop_tansu
+  stop_kafka
   stop_postgres
   [ -z "${PROJECTOR_TEST_STATE_DIR:-}" ] && rm -rf "$PROJECTOR_STATE_DIR"
 }
@@ -21,8 +21,7 @@ trap cleanup EXIT
 start_all
 export PROJECTOR_TEST_PG=postgres://postgres@127.0.0.1:$PROJECTOR_PG_PORT/postgres
 export PROJECTOR_TEST_BROKERS=127.0.0.1:$PROJECTOR_KAFKA_PORT
-# Tests that kill and restart a broker start their own from this binary.
-export PROJECTOR_TEST_TANSU=$TANSU
+# Tests that kill, freeze and restart a broker start their own through scripts/kafka.sh.
 
 log "Building the host"
 cargo build --release --locked -p projector-host
@@ -40,6 +39,6 @@ log "Python plugin tests (native, standard library unittest)"
 log "JavaScript plugin tests (native, node --test)"
 (cd plugins/js && node --test)
 
-log "End-to-end tests (real PostgreSQL, Tansu and plugin components)"
+log "End-to-end tests (real PostgreSQL, Apache Kafka and plugin components)"
 cargo test --release --locked -p projector-tests -- --test-threads "${PROJECTOR_TEST_THREADS:-2}"
 log "All tests passed"

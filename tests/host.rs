@@ -81,6 +81,19 @@ impl HostConfig {
         }
     }
 
+    /// Another instance of the same cluster: the same database, topic and consumer groups (and
+    /// the same overrides), its own listeners, log and no plugin directory of its own.
+    pub fn sibling(&self, name: &str) -> Self {
+        let fresh = HostConfig::new(name, &self.db_url, &self.topic, &[]);
+        let mut sibling = self.clone();
+        sibling.plugins.clear();
+        for key in ["PROJECTOR_ADMIN__LISTEN", "PROJECTOR_QUERY__LISTEN"] {
+            let value = &fresh.env.iter().find(|(k, _)| k == key).expect("set in new").1;
+            sibling = sibling.with(key, value);
+        }
+        HostConfig { log: fresh.log, dir: fresh.dir, ..sibling }
+    }
+
     /// Adds (or replaces) a `PROJECTOR_*` override.
     pub fn with(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
@@ -168,6 +181,21 @@ impl Host {
         }
     }
 
+    /// SIGSTOP: the process is frozen, its connections stay open and nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Host::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill {signal} failed");
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -188,6 +216,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

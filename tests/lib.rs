@@ -6,6 +6,8 @@
 
 #[path = "api.rs"]
 pub mod api;
+#[path = "broker.rs"]
+pub mod broker;
 #[path = "expected.rs"]
 pub mod expected;
 #[path = "host.rs"]
@@ -50,7 +52,7 @@ pub const JS_SKU_SALES: &str = env!("JS_SKU_SALES_WASM");
 pub const EXAMPLE_PLUGINS: [&str; 3] = [ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS];
 
 /// Where slow, reusable build output lives, as in the scripts: `$PROJECTOR_CACHE_DIR`, else
-/// `$CARGO_HOME/projector-cache` (the Tansu binary, the Python venv, cargo target dirs).
+/// `$CARGO_HOME/projector-cache` (the Kafka jars, the Python venv, cargo target dirs).
 pub fn cache_dir() -> std::path::PathBuf {
     use std::path::PathBuf;
     std::env::var("PROJECTOR_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| {

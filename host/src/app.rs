@@ -56,6 +56,7 @@ pub async fn shared(config: Config) -> anyhow::Result<Shared> {
         plugins: Default::default(),
         producer: Default::default(),
         catalog: Default::default(),
+        workers: Default::default(),
         config: Arc::new(config),
     })
 }

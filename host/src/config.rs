@@ -47,6 +47,10 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u32,
     /// Consumer heartbeat interval in milliseconds; must be below the session timeout.
     pub heartbeat_interval_ms: u32,
+    /// How long a projection's consumer may hold no partitions, or receive nothing while its
+    /// partitions have events waiting, before it counts as stalled (logged, shown as `stalled`
+    /// in the status and metrics) and is replaced by a fresh consumer, in milliseconds.
+    pub stall_timeout_ms: u64,
     /// Extra librdkafka client properties, passed through as given
     /// (for example `"security.protocol" = "SSL"`).
     pub properties: BTreeMap<String, String>,
@@ -60,6 +64,7 @@ impl Default for KafkaConfig {
             group_prefix: "projector".into(),
             session_timeout_ms: 6_000,
             heartbeat_interval_ms: 500,
+            stall_timeout_ms: 30_000,
             properties: BTreeMap::new(),
         }
     }
@@ -73,6 +78,11 @@ pub struct PostgresConfig {
     pub url: String,
     /// Largest number of pooled connections.
     pub max_connections: u32,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for the host's connections, in
+    /// milliseconds (0: none). A host frozen in the middle of a batch's transaction (a long GC
+    /// pause, SIGSTOP, a VM migration) then loses that transaction and its row locks, so the
+    /// instance that took over its partitions is not blocked behind it.
+    pub idle_in_transaction_timeout_ms: u64,
 }
 
 impl Default for PostgresConfig {
@@ -80,6 +90,7 @@ impl Default for PostgresConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/projector".into(),
             max_connections: 10,
+            idle_in_transaction_timeout_ms: 10_000,
         }
     }
 }
@@ -270,6 +281,9 @@ impl Config {
                 "must be below kafka.session_timeout_ms",
             );
         }
+        if self.kafka.stall_timeout_ms < 1_000 {
+            return invalid("kafka.stall_timeout_ms", "must be at least 1000");
+        }
         if self.postgres.max_connections < 2 {
             return invalid("postgres.max_connections", "must be at least 2");
         }
@@ -293,6 +307,13 @@ impl Config {
 /// `PROJECTOR_CONFIG`, or those of scripts and tests) are not configuration fields.
 fn overrides() -> Env {
     Env::prefixed("PROJECTOR_").filter(|key| key.as_str().contains("__")).split("__")
+}
+
+impl KafkaConfig {
+    /// How long a consumer may go without partitions or events before it counts as stalled.
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
+    }
 }
 
 impl PluginsConfig {

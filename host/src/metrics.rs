@@ -20,6 +20,8 @@ pub struct Metrics {
     errors: IntCounterVec,
     lag: IntGaugeVec,
     state: IntGaugeVec,
+    stalled: IntGaugeVec,
+    recoveries: IntCounterVec,
 }
 
 const STATES: [&str; 5] = ["building", "live", "standby", "failed", "paused"];
@@ -60,6 +62,19 @@ impl Metrics {
             &["projection", "version", "build", "state"],
         )
         .expect("valid metric");
+        let stalled = IntGaugeVec::new(
+            Opts::new(
+                "consumer_stalled",
+                "1 while this instance's consumer of the deployment holds no partitions, or receives nothing while events wait, past kafka.stall_timeout_ms.",
+            ),
+            &deployment,
+        )
+        .expect("valid metric");
+        let recoveries = IntCounterVec::new(
+            Opts::new("consumer_recoveries_total", "Stalled consumers replaced by a fresh one on this instance."),
+            &deployment,
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(events_applied.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(batch_seconds.clone()),
@@ -67,10 +82,12 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(lag.clone()),
             Box::new(state.clone()),
+            Box::new(stalled.clone()),
+            Box::new(recoveries.clone()),
         ] {
             registry.register(collector).expect("registered once");
         }
-        Self { registry, events_applied, batch_seconds, plugin_seconds, errors, lag, state }
+        Self { registry, events_applied, batch_seconds, plugin_seconds, errors, lag, state, stalled, recoveries }
     }
 
     /// A batch was committed.
@@ -78,6 +95,18 @@ impl Metrics {
         let (version, build) = (d.version.to_string(), d.build.to_string());
         self.events_applied.with_label_values(&[&d.name, &version, &build]).inc_by(events as u64);
         self.batch_seconds.with_label_values(&[&d.name]).observe(seconds);
+    }
+
+    /// This instance's consumer of `d` is stalled (`true`) or receiving again (`false`).
+    pub fn stalled(&self, d: &Deployment, stalled: bool) {
+        let (version, build) = (d.version.to_string(), d.build.to_string());
+        self.stalled.with_label_values(&[&d.name, &version, &build]).set(i64::from(stalled));
+    }
+
+    /// A stalled consumer of `d` was replaced.
+    pub fn recovered(&self, d: &Deployment) {
+        let (version, build) = (d.version.to_string(), d.build.to_string());
+        self.recoveries.with_label_values(&[&d.name, &version, &build]).inc();
     }
 
     /// A plugin call returned (or failed) after `seconds`.

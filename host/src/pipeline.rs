@@ -30,6 +30,7 @@ use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
 use crate::registry::{Deployment, Registry};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
 use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
+use crate::source::stall::{Observation, StallDetector};
 
 /// Live counters of one running projection, shared with whoever reports on it.
 #[derive(Debug, Default)]
@@ -40,6 +41,23 @@ pub struct ProjectionStatus {
     pub batches_committed: AtomicU64,
     /// The error that stopped the projection, if one did.
     pub failure: Mutex<Option<String>>,
+    /// Whether the consumer is stalled right now (see [`crate::source::stall`]).
+    pub stalled: std::sync::atomic::AtomicBool,
+    /// Stalls detected since the process started; each replaced the consumer.
+    pub stalls: AtomicU64,
+    /// The last stall: when it was detected and why.
+    pub last_stall: Mutex<Option<Stall>>,
+    /// Batches a fence rejected: another consumer had advanced a partition first.
+    pub fenced: AtomicU64,
+}
+
+/// One detected stall of a projection's consumer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stall {
+    /// When it was detected.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What was seen.
+    pub reason: String,
 }
 
 /// Why a batch stopped the projection.
@@ -99,9 +117,8 @@ impl Projector {
             .spawn(move || self.run())
     }
 
-    fn run(self) {
-        let (name, version) = (self.deployment.name.clone(), self.deployment.version);
-        let writer = self.database.writer(&self.deployment.schema);
+    /// A consumer in the deployment's group whose assignments start at the stored offsets.
+    fn consumer(&self, writer: &BatchWriter) -> rdkafka::error::KafkaResult<ProjectionConsumer> {
         let loader = {
             let (writer, handle) = (writer.clone(), self.handle.clone());
             Box::new(move || {
@@ -111,20 +128,29 @@ impl Projector {
             })
         };
         let context = SeedingContext::new(&self.kafka.topic, loader, self.cancel.clone());
-        let group = self.deployment.consumer_group.clone();
-        let consumer = match kafka::subscribe(&self.kafka, &group, context) {
+        kafka::subscribe(&self.kafka, &self.deployment.consumer_group, context)
+    }
+
+    fn run(self) {
+        let (name, version) = (self.deployment.name.clone(), self.deployment.version);
+        let writer = self.database.writer(&self.deployment.schema);
+        let consumer = match self.consumer(&writer) {
             Ok(consumer) => consumer,
             Err(e) => {
                 self.fail(&format!("cannot create the Kafka consumer: {e}"), None);
                 return;
             }
         };
+        let group = &self.deployment.consumer_group;
         tracing::info!(projection = %name, version, group = %group, "Projection started.");
+        let generation = consumer.context().generation();
         let mut worker = Worker {
             projector: &self,
             consumer,
             writer,
             accepted: HashMap::new(),
+            generation,
+            stall: StallDetector::new(self.kafka.stall_timeout(), Instant::now()),
         };
         let mut report = Report::new();
         while !self.cancel.is_cancelled() {
@@ -168,6 +194,11 @@ struct Worker<'a> {
     writer: BatchWriter,
     /// Next offset to accept per partition: guards against re-delivered messages.
     accepted: HashMap<i32, i64>,
+    /// The assignment generation `accepted` was taken from. Kept across batches: a reseed
+    /// after a fenced commit changes the generation between two batches.
+    generation: u64,
+    /// Watches for a consumer that silently stopped receiving.
+    stall: StallDetector,
 }
 
 impl Worker<'_> {
@@ -177,7 +208,6 @@ impl Worker<'_> {
         let config = &self.projector.pipeline;
         let mut batch: Vec<OwnedMessage> = Vec::new();
         let mut first_at: Option<Instant> = None;
-        let mut generation = self.consumer.context().generation();
         loop {
             if self.projector.cancel.is_cancelled() {
                 return Vec::new();
@@ -188,10 +218,11 @@ impl Worker<'_> {
             };
             let polled = self.consumer.poll(wait);
             let context = self.consumer.context();
-            if context.generation() != generation {
-                // The assignment changed under the batch: drop it and restart from the
-                // stored offsets of what is assigned now.
-                generation = context.generation();
+            if context.generation() != self.generation {
+                // The assignment changed (a rebalance, or a reseed after a fenced commit):
+                // drop what was collected and restart from the stored offsets of what is
+                // assigned now.
+                self.generation = context.generation();
                 batch.clear();
                 first_at = None;
                 self.accepted = context
@@ -212,16 +243,116 @@ impl Worker<'_> {
                     *next = message.offset() + 1;
                     batch.push(message.detach());
                     first_at.get_or_insert_with(Instant::now);
+                    self.receiving();
                 }
                 Some(Err(e)) => {
                     tracing::warn!(projection = %self.projector.deployment.name, error = %e, "Kafka consumer error.");
                 }
-                None if first_at.is_none() => return batch,
+                None if first_at.is_none() => {
+                    self.watch();
+                    return batch;
+                }
                 None => {}
             }
             let full = batch.len() >= config.max_batch_events;
             if full || first_at.is_some_and(|t| t.elapsed() >= config.max_batch_wait()) {
                 return batch;
+            }
+        }
+    }
+
+    /// The consumer delivered an event: it is not stalled.
+    fn receiving(&mut self) {
+        self.stall.received(Instant::now());
+        let status = &self.projector.status;
+        if status.stalled.swap(false, Ordering::AcqRel) {
+            self.projector.metrics.stalled(&self.projector.deployment, false);
+            tracing::info!(projection = %self.projector.deployment.name, "Consumer receives events again.");
+        }
+    }
+
+    /// Called when a poll found nothing: once the consumer has been silent for the stall
+    /// timeout, looks at its assignment, the stored offsets and the watermarks, and replaces a
+    /// stalled consumer with a fresh one.
+    fn watch(&mut self) {
+        let now = Instant::now();
+        if !self.stall.due(now) {
+            return;
+        }
+        let seen = match self.observe() {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::debug!(projection = %self.projector.deployment.name, error = %e, "Cannot check for a stall now.");
+                self.stall.unobserved(now);
+                return;
+            }
+        };
+        match self.stall.judge(now, &seen) {
+            Some(reason) => self.recover(reason),
+            None if self.projector.status.stalled.load(Ordering::Acquire) && !self.stall.due(now) => {
+                // Nothing waits for this consumer any more.
+                self.receiving();
+            }
+            None => {}
+        }
+    }
+
+    fn observe(&self) -> anyhow::Result<Observation> {
+        let timeout = Duration::from_secs(5);
+        let topic = &self.projector.kafka.topic;
+        let metadata = self.consumer.fetch_metadata(Some(topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut watermarks = BTreeMap::new();
+        for partition in partitions {
+            watermarks.insert(partition, self.consumer.fetch_watermarks(topic, partition, timeout)?);
+        }
+        let stored = self.projector.handle.block_on(self.writer.offsets())?;
+        let mut assigned: Vec<i32> = self.consumer.context().assigned().into_keys().collect();
+        assigned.sort_unstable();
+        Ok(Observation { assigned, stored: stored.into_iter().collect(), watermarks })
+    }
+
+    /// Replaces a stalled consumer. The old one is closed on a thread of its own (closing may
+    /// wait on a coordinator that does not answer); the new one joins the group and starts
+    /// every partition it is assigned at the stored offset, so nothing is lost or repeated.
+    fn recover(&mut self, reason: String) {
+        let projector = self.projector;
+        let d = &projector.deployment;
+        tracing::warn!(projection = %d.name, version = d.version, build = d.build, group = %d.consumer_group, reason = %reason, "Consumer stalled; replacing it with a fresh consumer that resumes from the stored offsets.");
+        let status = &projector.status;
+        status.stalled.store(true, Ordering::Release);
+        status.stalls.fetch_add(1, Ordering::Relaxed);
+        *status.last_stall.lock().expect("not poisoned") = Some(Stall { at: chrono::Utc::now(), reason });
+        projector.metrics.stalled(d, true);
+        if self.replace_consumer() {
+            projector.metrics.recovered(d);
+        }
+        self.stall.received(Instant::now());
+    }
+
+    /// Replaces the consumer with a fresh one in the same group, whose assignments start at the
+    /// stored offsets. Returns whether it was replaced (else the old one is kept and a later
+    /// check tries again).
+    fn replace_consumer(&mut self) -> bool {
+        let d = &self.projector.deployment;
+        match self.projector.consumer(&self.writer) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.consumer, fresh);
+                let _ = std::thread::Builder::new()
+                    .name(format!("close-{}", d.id))
+                    .spawn(move || drop(old));
+                self.generation = self.consumer.context().generation();
+                self.accepted.clear();
+                true
+            }
+            Err(e) => {
+                tracing::error!(projection = %d.name, error = %e, "Cannot create a fresh consumer; retrying at the next check.");
+                false
             }
         }
     }
@@ -380,7 +511,7 @@ impl Worker<'_> {
     /// Commits projected events with their offsets; returns how many were applied (0 when
     /// fenced: the consumer is moved back to the stored offsets).
     fn commit(
-        &self,
+        &mut self,
         events: &[Event],
         changes: &Changeset,
         state: &StateOverlay,
@@ -406,7 +537,9 @@ impl Worker<'_> {
         let committed =
             self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress))?;
         if !committed {
-            self.consumer.context().reseed(&self.consumer);
+            if !self.consumer.context().reseed(&self.consumer) {
+                self.replace_consumer();
+            }
             return Ok(0);
         }
         let offsets: Vec<(i32, i64)> = progress.iter().map(|p| (p.partition, p.next)).collect();
@@ -468,6 +601,7 @@ impl Worker<'_> {
                 Ok(()) => return Ok(true),
                 Err(SinkError::Fenced { partition }) => {
                     self.projector.metrics.error(&self.projector.deployment.name, "fenced");
+                    self.projector.status.fenced.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(projection = %self.projector.deployment.name, partition, "Batch fenced: another consumer advanced the partition; re-reading from the stored offsets.");
                     return Ok(false);
                 }

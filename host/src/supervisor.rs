@@ -49,6 +49,8 @@ pub struct Shared {
     pub plugins: Arc<std::sync::Mutex<HashMap<String, Arc<Plugin>>>>,
     /// The live deployment serving each public collection, refreshed on every reconcile.
     pub catalog: Arc<std::sync::RwLock<HashMap<String, Deployment>>>,
+    /// The live counters of every deployment this instance runs, by deployment id.
+    pub workers: Arc<std::sync::Mutex<HashMap<i64, Arc<ProjectionStatus>>>>,
     /// Producer of `POST /events`, created on first use.
     pub producer: Arc<tokio::sync::OnceCell<rdkafka::producer::FutureProducer>>,
 }
@@ -153,6 +155,7 @@ impl Supervisor {
             let running = self.running.remove(&id).expect("listed");
             running.cancel.cancel();
             tokio::task::spawn_blocking(move || running.thread.join()).await?.ok();
+            self.shared.workers.lock().expect("not poisoned").remove(&id);
             tracing::info!(deployment = id, "Worker stopped.");
         }
         for deployment in wanted.values() {
@@ -179,11 +182,14 @@ impl Supervisor {
     /// Forgets workers whose thread ended on its own (they recorded their failure).
     fn reap(&mut self) {
         self.running.retain(|_, r| !r.thread.is_finished());
+        let mut workers = self.shared.workers.lock().expect("not poisoned");
+        workers.retain(|id, _| self.running.contains_key(id));
     }
 
     async fn start(&mut self, deployment: &Deployment) -> anyhow::Result<()> {
         let plugin = self.shared.plugin(&deployment.sha256).await?;
         let cancel = self.cancel.child_token();
+        let status = Arc::new(ProjectionStatus::default());
         let projector = Projector {
             plugin,
             deployment: deployment.clone(),
@@ -193,12 +199,13 @@ impl Supervisor {
             pipeline: self.shared.config.pipeline.clone(),
             handle: tokio::runtime::Handle::current(),
             cancel: cancel.clone(),
-            status: Arc::new(ProjectionStatus::default()),
+            status: status.clone(),
             metrics: self.shared.metrics.clone(),
         };
         let thread = projector.spawn()?;
         tracing::info!(projection = %deployment.name, version = deployment.version, build = deployment.build, status = %deployment.status, "Worker started.");
         self.running.insert(deployment.id, Running { sha256: deployment.sha256.clone(), cancel, thread });
+        self.shared.workers.lock().expect("not poisoned").insert(deployment.id, status);
         Ok(())
     }
 

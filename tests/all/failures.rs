@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use projector::demo::DemoRecord;
+use projector_tests::broker::Broker;
 use projector_tests::host::{Host, HostConfig};
 use projector_tests::*;
 use serde_json::json;
@@ -167,76 +168,16 @@ async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
     assert_eq!(keys, expected, "everything before the poison event is applied, nothing after");
 }
 
-/// A broker of the test's own (a Tansu process with durable SQLite storage), so it can be
-/// killed and restarted without disturbing other tests.
-struct Broker {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Broker {
-    fn binary() -> std::path::PathBuf {
-        std::env::var("PROJECTOR_TEST_TANSU")
-            .map(Into::into)
-            .unwrap_or_else(|_| cache_dir().join("tansu-0.6.0/bin/tansu"))
-    }
-
-    fn start(dir: &std::path::Path, port: u16) -> Broker {
-        std::fs::create_dir_all(dir).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("broker.log")).unwrap();
-        let listener = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(Self::binary())
-            .current_dir(dir)
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
-            .stderr(std::process::Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "Tansu did not start on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Broker { child, dir: dir.to_path_buf(), port }
-    }
-
-    fn kafka(&self, topic: &str) -> projector::config::KafkaConfig {
-        projector::config::KafkaConfig { brokers: format!("127.0.0.1:{}", self.port), topic: topic.into(), ..Default::default() }
-    }
-
-    fn kill(mut self) -> (std::path::PathBuf, u16) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        (self.dir.clone(), self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The broker goes away under a running host (SIGKILL) while events are pending, and comes back
 /// on the same port and storage a few seconds later, while more events arrive. The host stays
 /// up, resumes by itself and ends with exactly the model's rows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_killed_and_restarted_mid_stream_loses_and_doubles_nothing() {
     let dir = std::env::temp_dir().join(unique("broker"));
-    let broker = Broker::start(&dir, projector_tests::host::free_port());
+    let mut broker = Broker::start(&dir);
     let topic = "order-events";
     let kafka = broker.kafka(topic);
     projector::demo::create_topic(&kafka, topic, 3).await.unwrap();
-    // The index scripts/services.sh adds to every broker it starts (see scripts/tansu-index.py).
-    let indexed = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu-index.py"))
-        .arg(dir.join("tansu.db"))
-        .status()
-        .unwrap();
-    assert!(indexed.success());
     let records = projector::demo::generate(8_000, 23);
     let (first, second) = records.split_at(records.len() * 3 / 4);
     projector::demo::publish(&kafka, first).await.unwrap();
@@ -247,12 +188,12 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_and_doubles_nothing() {
         .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");
     let mut host = Host::start(&config);
     crate::e2e::wait_for_progress(&db, 1).await;
-    let (dir, port) = broker.kill();
+    broker.kill();
     let at_kill = crate::e2e::wait_for_progress(&db, 0).await;
     assert!(at_kill < first.len() as i64, "the kill came after all {at_kill} events were applied");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(host.running(), "the host died with the broker: {}", host.log_tail());
-    let broker = Broker::start(&dir, port);
+    broker.restart();
     projector::demo::publish(&kafka, second).await.unwrap();
 
     wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(180)).await;

@@ -1,4 +1,4 @@
-//! End-to-end tests: real PostgreSQL, real Tansu broker, real `projector` processes running
+//! End-to-end tests: real PostgreSQL, real Apache Kafka broker, real `projector` processes running
 //! real plugin components. One binary, so the workspace links once.
 
 mod crash;
@@ -6,5 +6,6 @@ mod query;
 mod e2e;
 mod admin;
 mod failures;
+mod groups;
 mod sandbox;
 mod languages;

@@ -47,9 +47,26 @@ fn describe(shared: &Shared, d: &Deployment) -> Value {
         "events_per_second": (progress.events_per_second * 10.0).round() / 10.0,
         "eta_seconds": progress.eta_seconds.map(|s| (s * 10.0).round() / 10.0),
         "partitions": partitions,
+        "consumer": consumer(shared, d.id),
         "last_error": d.last_error.as_ref().map(|message| json!({
             "message": message, "partition": d.error_partition, "offset": d.error_offset,
         })),
+    })
+}
+
+/// This instance's consumer of a deployment (`null` when it does not run it here): whether it
+/// is stalled, how many stalls it recovered from and the last one, and how many of its batches
+/// a fence rejected.
+fn consumer(shared: &Shared, id: i64) -> Value {
+    use std::sync::atomic::Ordering;
+    let workers = shared.workers.lock().expect("not poisoned");
+    let Some(status) = workers.get(&id) else { return Value::Null };
+    json!({
+        "stalled": status.stalled.load(Ordering::Acquire),
+        "stalls": status.stalls.load(Ordering::Relaxed),
+        "last_stall": status.last_stall.lock().expect("not poisoned").clone(),
+        "fenced_batches": status.fenced.load(Ordering::Relaxed),
+        "events_applied": status.events_applied.load(Ordering::Relaxed),
     })
 }
 

@@ -72,13 +72,23 @@ impl SeedingContext {
     }
 
     /// Re-reads the stored offsets and moves the consumer back to them (after a fenced
-    /// commit: another consumer applied some of what this one fetched).
-    pub fn reseed(&self, consumer: &ProjectionConsumer) {
-        let partitions: Vec<i32> = self.assigned().into_keys().collect();
-        let tpl = self.seeded(&partitions);
-        if let Err(e) = consumer.assign(&tpl) {
-            tracing::error!(topic = %self.topic, error = %e, "Could not reseed the assignment.");
+    /// commit: another consumer applied some of what this one fetched), by seeking each
+    /// assigned partition; the assignment itself is left to the group protocol. Returns `false`
+    /// when a partition could not be moved: the caller must then replace the consumer, since
+    /// its fetch positions are past the stored offsets.
+    pub fn reseed(&self, consumer: &ProjectionConsumer) -> bool {
+        let stored = self.stored_offsets();
+        let mut assigned = self.assigned.lock().expect("not poisoned");
+        for (&partition, next) in assigned.iter_mut() {
+            *next = stored.get(&partition).copied();
+            let offset = next.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(e) = consumer.seek(&self.topic, partition, offset, Duration::from_secs(10)) {
+                tracing::warn!(topic = %self.topic, partition, error = %e, "Could not move back to the stored offset.");
+                return false;
+            }
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
     fn stored_offsets(&self) -> HashMap<i32, i64> {

@@ -1,3 +1,4 @@
 //! Where events come from.
 
 pub mod kafka;
+pub mod stall;

@@ -29,7 +29,11 @@ impl Database {
     /// Connects (retrying for up to `wait` while the server is unreachable) and creates the
     /// host's own schema objects.
     pub async fn connect(config: &PostgresConfig, wait: Duration) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = config.url.parse()?;
+        let mut options: PgConnectOptions = config.url.parse()?;
+        if config.idle_in_transaction_timeout_ms > 0 {
+            let timeout = format!("{}ms", config.idle_in_transaction_timeout_ms);
+            options = options.options([("idle_in_transaction_session_timeout", timeout)]);
+        }
         let started = std::time::Instant::now();
         let pool = loop {
             match PgPoolOptions::new()

@@ -56,6 +56,7 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
             code.starts_with("08") // connection exception
                 || code.starts_with("53") // insufficient resources
                 || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+                || code == "25P03" // idle-in-transaction timeout: this session was frozen
                 || code == "40001" // serialization failure
                 || code == "40P01" // deadlock detected
         }),

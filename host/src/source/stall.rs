@@ -1,0 +1,202 @@
+//! Telling a consumer that silently stopped working from one that has nothing to do.
+//!
+//! A group consumer can stop receiving without any error reaching the application: its session
+//! timed out while the coordinator did not answer and the rejoin never completed (it holds no
+//! partitions), or it holds partitions whose fetches no longer deliver. Nothing in librdkafka's
+//! API reports either, so each pipeline asks a [`StallDetector`] when it is idle. The detector
+//! only decides; the pipeline gathers the [`Observation`] (assignment, stored offsets,
+//! watermarks) and replaces the consumer when the verdict is a stall. Positions always come from
+//! the stored offsets, so a fresh consumer neither loses nor repeats anything.
+//!
+//! Rules, once nothing has been received for the stall timeout:
+//! - holding partitions with events waiting past their stored offsets is a stall;
+//! - holding no partitions while the group's partitions have events waiting and no member of the
+//!   group has moved any stored offset for the stall timeout is a stall (with more members than
+//!   partitions an idle member is normal, as long as the others make progress);
+//! - anything else is idleness: the clock starts again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What a pipeline sees of its consumer and its partitions at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// Partitions assigned to this consumer.
+    pub assigned: Vec<i32>,
+    /// Stored next offset of each partition that has one (shared by the whole group).
+    pub stored: BTreeMap<i32, i64>,
+    /// Low and high watermark of every partition of the topic.
+    pub watermarks: BTreeMap<i32, (i64, i64)>,
+}
+
+impl Observation {
+    /// Events waiting in `partition` past its stored offset (from the low watermark when
+    /// nothing is stored yet).
+    fn waiting(&self, partition: i32) -> i64 {
+        let Some(&(low, high)) = self.watermarks.get(&partition) else { return 0 };
+        let from = self.stored.get(&partition).copied().unwrap_or(low).max(low);
+        (high - from).max(0)
+    }
+}
+
+/// Decides when a consumer counts as stalled.
+#[derive(Debug)]
+pub struct StallDetector {
+    timeout: Duration,
+    /// The last time the consumer received an event or was found to have nothing to do.
+    last_activity: Instant,
+    last_check: Option<Instant>,
+    /// Since when the group's stored offsets have not moved, and what they were.
+    quiet: Option<(Instant, BTreeMap<i32, i64>)>,
+}
+
+impl StallDetector {
+    /// A detector that calls a consumer stalled after `timeout` without activity.
+    pub fn new(timeout: Duration, now: Instant) -> Self {
+        Self { timeout, last_activity: now, last_check: None, quiet: None }
+    }
+
+    /// The consumer received an event.
+    pub fn received(&mut self, now: Instant) {
+        self.last_activity = now;
+        self.quiet = None;
+    }
+
+    /// Whether an observation is needed now: nothing received for the timeout, and the last
+    /// check (if any) long enough ago.
+    pub fn due(&self, now: Instant) -> bool {
+        let interval = (self.timeout / 4).min(Duration::from_secs(5));
+        now.duration_since(self.last_activity) >= self.timeout
+            && self.last_check.is_none_or(|t| now.duration_since(t) >= interval)
+    }
+
+    /// An observation could not be made (the broker or the database did not answer).
+    pub fn unobserved(&mut self, now: Instant) {
+        self.last_check = Some(now);
+    }
+
+    /// Judges an observation: `Some(reason)` when the consumer is stalled. After a stall the
+    /// caller replaces the consumer and calls [`StallDetector::received`] to start afresh.
+    pub fn judge(&mut self, now: Instant, seen: &Observation) -> Option<String> {
+        self.last_check = Some(now);
+        let silent = now.duration_since(self.last_activity).as_secs();
+        if !seen.assigned.is_empty() {
+            let waiting: i64 = seen.assigned.iter().map(|&p| seen.waiting(p)).sum();
+            if waiting > 0 {
+                return Some(format!(
+                    "holds partitions {:?} with {waiting} events waiting but received none for {silent}s",
+                    seen.assigned
+                ));
+            }
+            self.received(now);
+            return None;
+        }
+        let waiting: i64 = seen.watermarks.keys().map(|&p| seen.waiting(p)).sum();
+        if waiting == 0 {
+            self.received(now);
+            return None;
+        }
+        match &self.quiet {
+            Some((since, stored)) if *stored == seen.stored => {
+                let quiet = now.duration_since(*since);
+                (quiet >= self.timeout).then(|| {
+                    format!(
+                        "holds no partitions while {waiting} events wait and no member of its group applied any for {}s",
+                        quiet.as_secs()
+                    )
+                })
+            }
+            // Someone in the group is making progress: being idle is fine.
+            Some(_) => {
+                self.received(now);
+                None
+            }
+            None => {
+                self.quiet = Some((now, seen.stored.clone()));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn seen(assigned: &[i32], stored: &[(i32, i64)], marks: &[(i32, i64, i64)]) -> Observation {
+        Observation {
+            assigned: assigned.to_vec(),
+            stored: stored.iter().copied().collect(),
+            watermarks: marks.iter().map(|&(p, l, h)| (p, (l, h))).collect(),
+        }
+    }
+
+    #[test]
+    fn nothing_is_judged_before_the_timeout() {
+        let start = Instant::now();
+        let detector = StallDetector::new(TIMEOUT, start);
+        assert!(!detector.due(start + Duration::from_secs(9)));
+        assert!(detector.due(start + TIMEOUT));
+    }
+
+    #[test]
+    fn partitions_with_waiting_events_and_no_delivery_are_a_stall() {
+        let start = Instant::now();
+        let mut detector = StallDetector::new(TIMEOUT, start);
+        let now = start + TIMEOUT;
+        let reason = detector
+            .judge(now, &seen(&[0, 1], &[(0, 5), (1, 7)], &[(0, 0, 5), (1, 0, 9), (2, 0, 4)]))
+            .expect("stalled");
+        assert_eq!(reason, "holds partitions [0, 1] with 2 events waiting but received none for 10s");
+    }
+
+    #[test]
+    fn a_caught_up_consumer_is_idle_and_starts_the_clock_again() {
+        let start = Instant::now();
+        let mut detector = StallDetector::new(TIMEOUT, start);
+        let now = start + TIMEOUT;
+        // Partition 2 lags, but it is not this consumer's.
+        assert_eq!(detector.judge(now, &seen(&[0], &[(0, 5)], &[(0, 0, 5), (2, 0, 4)])), None);
+        assert!(!detector.due(now + Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn nothing_stored_counts_from_the_low_watermark() {
+        let start = Instant::now();
+        let mut detector = StallDetector::new(TIMEOUT, start);
+        // Retention removed offsets 0..100: the 20 events from 100 wait.
+        let reason = detector.judge(start + TIMEOUT, &seen(&[3], &[], &[(3, 100, 120)]));
+        assert!(reason.expect("stalled").contains("20 events waiting"));
+    }
+
+    #[test]
+    fn no_partitions_is_a_stall_only_while_the_whole_group_is_stuck() {
+        let start = Instant::now();
+        let mut detector = StallDetector::new(TIMEOUT, start);
+        let marks = [(0, 0, 50), (1, 0, 50)];
+        let mut now = start + TIMEOUT;
+        // First look: events wait; watch whether anyone moves.
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 10)], &marks)), None);
+        now += Duration::from_secs(5);
+        // Another member applied events: this one is merely idle.
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), None);
+        assert!(!detector.due(now + Duration::from_secs(1)));
+        now += TIMEOUT;
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), None);
+        now += Duration::from_secs(5);
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), None, "quiet for 5s only");
+        now += Duration::from_secs(5);
+        let reason = detector.judge(now, &seen(&[], &[(0, 20)], &marks)).expect("stalled");
+        assert_eq!(reason, "holds no partitions while 80 events wait and no member of its group applied any for 10s");
+    }
+
+    #[test]
+    fn no_partitions_and_nothing_waiting_is_idle() {
+        let start = Instant::now();
+        let mut detector = StallDetector::new(TIMEOUT, start);
+        assert_eq!(detector.judge(start + TIMEOUT, &seen(&[], &[(0, 50)], &[(0, 0, 50)])), None);
+        assert!(!detector.due(start + TIMEOUT + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,326 @@
+//! What only a real group coordinator makes meaningful, with real host processes sharing one
+//! deployment's consumer groups on Apache Kafka: a member killed, a member frozen past its
+//! session (a zombie that comes back with a stale batch), a member joining, the coordinator
+//! going silent, and Kafka's own consumer-group tool reading what we commit.
+//!
+//! Each test publishes while the hosts run, and ends with the read models equal to the
+//! independent model: no lost and no doubled effect (`daily_order_stats` is built from
+//! increments, so a batch applied twice shows).
+
+use std::time::{Duration, Instant};
+
+use projector::demo::DemoRecord;
+use projector_tests::broker::{self, Broker};
+use projector_tests::host::{Host, HostConfig, READ_TOKEN};
+use projector_tests::*;
+
+/// The consumers' session timeout in these tests.
+const SESSION: Duration = Duration::from_secs(6);
+
+/// A host of a cluster running `order-summaries` and `daily-order-stats`.
+fn member(name: &str, db: &TestDb, topic: &str) -> HostConfig {
+    HostConfig::new(name, &db.url, topic, &[ORDER_SUMMARIES, DAILY_ORDER_STATS])
+        .with("PROJECTOR_KAFKA__SESSION_TIMEOUT_MS", &SESSION.as_millis().to_string())
+        .with("PROJECTOR_KAFKA__STALL_TIMEOUT_MS", "10000")
+        .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "300")
+}
+
+/// Publishes `records` in `chunks` slices, `pause` apart, on a task of its own.
+fn publish_steadily(
+    kafka: projector::config::KafkaConfig,
+    records: Vec<DemoRecord>,
+    chunks: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for slice in records.chunks(records.len().div_ceil(chunks)) {
+            projector::demo::publish(&kafka, slice).await.unwrap();
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
+/// Lines of a host's log saying it was assigned partitions (a non-empty list).
+fn assignments(host: &Host) -> Vec<String> {
+    host.log()
+        .lines()
+        .filter(|l| l.contains("Partitions assigned") && !l.contains("partitions=[]"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `host` has been assigned partitions of both deployments.
+async fn wait_for_assignments(host: &Host, at_least: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while assignments(host).len() < at_least {
+        assert!(Instant::now() < deadline, "no partitions assigned: {}", host.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts both read models equal the independent model of `records`.
+async fn assert_exact(db: &TestDb, records: &[DemoRecord]) {
+    let model = expected::Model::of(records);
+    assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &model.summaries());
+    assert_rows_eq("daily_order_stats", &db.json_rows(DAILY_SQL).await, &model.daily());
+}
+
+/// Events applied by one instance, from its own `/metrics`.
+async fn applied_by(config: &HostConfig) -> f64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", config.admin_url()))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("projector_events_applied_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Two hosts share the deployments while events flow; one is SIGKILLed (no goodbye to the
+/// group). The survivor is assigned every partition once the coordinator expires the dead
+/// member's session, and the read models come out exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_member_s_partitions_move_to_the_survivor_within_the_session_timeout() {
+    let db = TestDb::create("failover").await;
+    let topic = create_topic("failover", 6).await;
+    let records = projector::demo::generate(6_000, 61);
+    let (first, rest) = records.split_at(records.len() / 4);
+    publish(&topic, first).await;
+    let a = member("failover-a", &db, &topic);
+    let b = a.sibling("failover-b");
+    let host_a = Host::start(&a);
+    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
+    let host_b = Host::start(&b);
+    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
+    let publisher = publish_steadily(kafka(&topic), rest.to_vec(), 30, Duration::from_millis(200));
+    crate::e2e::wait_for_progress(&db, first.len() as i64 / 2).await;
+
+    let before = assignments(&host_b).len();
+    let killed = Instant::now();
+    host_a.kill();
+    // Each of B's two consumers gets a new assignment of all six partitions.
+    loop {
+        let full = assignments(&host_b)[before..]
+            .iter()
+            .filter(|l| l.contains("partitions=[0, 1, 2, 3, 4, 5]"))
+            .count();
+        if full >= 2 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < SESSION + Duration::from_secs(5),
+            "the survivor did not take over within the session timeout: {}",
+            host_b.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took_over = killed.elapsed();
+    eprintln!("the survivor held every partition {took_over:?} after the kill (session timeout {SESSION:?})");
+
+    publisher.await.unwrap();
+    wait_caught_up(&db, &topic, 2, Duration::from_secs(180)).await;
+    assert_exact(&db, &records).await;
+    drop(host_b);
+}
+
+/// A zombie: host A is frozen (SIGSTOP) in the middle of a batch's transaction, past its session
+/// timeout. PostgreSQL ends the frozen transaction (`idle_in_transaction_session_timeout`),
+/// host B takes A's partitions and moves on; then A is thawed and tries to commit its stale
+/// batch. The fence rejects it (counted in A's log), and the rows are exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_member_s_stale_batch_is_fenced_when_it_wakes() {
+    let db = TestDb::create("zombie").await;
+    let topic = create_topic("zombie", 6).await;
+    let records = projector::demo::generate(9_000, 62);
+    let (first, rest) = records.split_at(records.len() / 3);
+    publish(&topic, first).await;
+    // A's connections are named, so the test can see when it is inside a transaction.
+    let a = member("zombie-a", &db, &topic)
+        .with("PROJECTOR_POSTGRES__IDLE_IN_TRANSACTION_TIMEOUT_MS", "2000");
+    let a = HostConfig { db_url: format!("{}?application_name=zombie-a", db.url), ..a };
+    let b = HostConfig { db_url: db.url.clone(), ..a.sibling("zombie-b") };
+    let host_a = Host::start(&a);
+    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
+    let host_b = Host::start(&b);
+    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
+    let publisher = publish_steadily(kafka(&topic), rest.to_vec(), 60, Duration::from_millis(250));
+
+    let mut fenced = 0;
+    for round in 0..4 {
+        // Freeze A the moment it has a batch's transaction open.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                // A transaction with an id has written: a batch past its first offset update.
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zombie-a' \
+                 AND backend_xid IS NOT NULL",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            if open > 0 {
+                host_a.freeze();
+                break;
+            }
+            assert!(Instant::now() < deadline, "A never opened a batch transaction: {}", host_a.log_tail());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let before = assignments(&host_b).len();
+        let frozen = Instant::now();
+        // B takes every partition once A's session expires, and applies events on them.
+        while assignments(&host_b)[before..]
+            .iter()
+            .filter(|l| l.contains("partitions=[0, 1, 2, 3, 4, 5]"))
+            .count()
+            < 2
+        {
+            assert!(frozen.elapsed() < SESSION * 3, "B did not take over from the frozen A: {}", host_b.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let progress = crate::e2e::wait_for_progress(&db, 0).await;
+        crate::e2e::wait_for_progress(&db, progress + 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        host_a.thaw();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        fenced = host_a.log().matches("Batch fenced").count();
+        eprintln!("round {round}: A frozen {:?}, fenced batches so far: {fenced}", frozen.elapsed());
+        if fenced > 0 {
+            break;
+        }
+        wait_for_assignments(&host_a, assignments(&host_a).len() + 1, Duration::from_secs(60)).await;
+    }
+    assert!(fenced > 0, "the thawed zombie's stale batch was never fenced: {}", host_a.log_tail());
+
+    publisher.await.unwrap();
+    wait_caught_up(&db, &topic, 2, Duration::from_secs(180)).await;
+    assert_exact(&db, &records).await;
+    drop((host_a, host_b));
+}
+
+/// A third host joins two running ones mid-stream: the rebalance moves partitions to it, it
+/// applies events, and the read models come out exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joining_member_takes_partitions_mid_stream() {
+    let db = TestDb::create("join").await;
+    let topic = create_topic("join", 6).await;
+    let records = projector::demo::generate(6_000, 63);
+    let (first, rest) = records.split_at(records.len() / 4);
+    publish(&topic, first).await;
+    let a = member("join-a", &db, &topic);
+    let (b, c) = (a.sibling("join-b"), a.sibling("join-c"));
+    let host_a = Host::start(&a);
+    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
+    let host_b = Host::start(&b);
+    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
+    let publisher = publish_steadily(kafka(&topic), rest.to_vec(), 30, Duration::from_millis(200));
+    crate::e2e::wait_for_progress(&db, first.len() as i64 / 2).await;
+
+    let host_c = Host::start(&c);
+    wait_for_assignments(&host_c, 2, Duration::from_secs(60)).await;
+    // Range assignment over three members: two partitions each.
+    for line in assignments(&host_c) {
+        assert_eq!(line.matches(", ").count(), 1, "two partitions for the third member: {line}");
+    }
+    publisher.await.unwrap();
+    wait_caught_up(&db, &topic, 2, Duration::from_secs(180)).await;
+    assert!(applied_by(&c).await > 0.0, "the joining member applied nothing: {}", host_c.log_tail());
+    assert_exact(&db, &records).await;
+    drop((host_a, host_b, host_c));
+}
+
+/// The group coordinator stops answering: the broker is frozen (SIGSTOP) past the consumers'
+/// session timeout while events wait, then thawed. Every consumer must end up receiving again,
+/// by itself or through the stall detector, and the read models come out exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
+    let dir = std::env::temp_dir().join(unique("frozen-broker"));
+    let broker = Broker::start(&dir);
+    let topic = "order-events";
+    let kafka = broker.kafka(topic);
+    projector::demo::create_topic(&kafka, topic, 6).await.unwrap();
+    let records = projector::demo::generate(8_000, 64);
+    let (first, second) = records.split_at(records.len() / 2);
+    projector::demo::publish(&kafka, first).await.unwrap();
+
+    let db = TestDb::create("frozen_broker").await;
+    let config = HostConfig::new("frozen-broker", &db.url, topic, &EXAMPLE_PLUGINS)
+        .with("PROJECTOR_KAFKA__BROKERS", &kafka.brokers)
+        .with("PROJECTOR_KAFKA__SESSION_TIMEOUT_MS", &SESSION.as_millis().to_string())
+        .with("PROJECTOR_KAFKA__STALL_TIMEOUT_MS", "10000")
+        .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");
+    let mut host = Host::start(&config);
+    let at_freeze = crate::e2e::wait_for_progress(&db, 1).await;
+    broker.freeze();
+    tokio::time::sleep(SESSION * 3).await;
+    broker.thaw();
+    assert!(host.running(), "{}", host.log_tail());
+    assert!(at_freeze < first.len() as i64, "the freeze came after everything was applied");
+    projector::demo::publish(&kafka, second).await.unwrap();
+
+    wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(120)).await;
+    assert!(host.running(), "{}", host.log_tail());
+    assert_matches_model(&db, &records).await;
+    eprintln!(
+        "stalls detected and recovered: {}",
+        host.log().matches("Consumer stalled").count()
+    );
+}
+
+/// Kafka's own `kafka-consumer-groups` tool describes a projection's group: the committed
+/// offset of every partition is the stored next offset, and the lag is zero once caught up.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_s_consumer_group_tool_sees_our_offsets_and_lag() {
+    let db = TestDb::create("group_tool").await;
+    let topic = create_topic("group-tool", 6).await;
+    let records = projector::demo::generate(2_000, 65);
+    let ends = publish(&topic, &records).await;
+    let config = HostConfig::new("group-tool", &db.url, &topic, &[ORDER_SUMMARIES]);
+    let host = Host::start(&config);
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let group: String = sqlx::query_scalar("SELECT consumer_group FROM projector.deployments")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let stored: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, next_offset FROM proj_order_summaries_v1._offsets ORDER BY partition",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 6);
+    for &(partition, next) in &stored {
+        assert_eq!(next, ends[&partition] + 1, "partition {partition} caught up");
+    }
+
+    // Kafka's offset commits are asynchronous: the last one lands shortly after the batch.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let described = loop {
+        let output = broker::tool(
+            "consumer.group.ConsumerGroupCommand",
+            &["--bootstrap-server", &brokers(), "--describe", "--group", &group],
+        );
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+        // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID
+        let rows: Vec<(i32, i64, i64, i64)> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() >= 6 && f[0] == group && f[1] == topic)
+            .filter_map(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, f[4].parse().ok()?, f[5].parse().ok()?)))
+            .collect();
+        let expected: Vec<(i32, i64, i64, i64)> = stored.iter().map(|&(p, next)| (p, next, next, 0)).collect();
+        if rows == expected {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the tool saw {rows:?}, expected {expected:?}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(described.contains(&format!("projector-{group}")), "our client id is listed:\n{described}");
+    drop(host);
+}
