@@ -3,7 +3,8 @@
 # one), for scripts/services.sh and for the tests that start, kill and freeze brokers of their own.
 #
 #   scripts/kafka.sh libs                      # resolve the jars once (cached); print their dir
-#   scripts/kafka.sh configure DIR PORT CPORT  # write DIR/server.properties, format DIR/data once
+#   scripts/kafka.sh configure DIR PORT CPORT [ADVERTISED_PORT]
+#                                              # write DIR/server.properties, format DIR/data once
 #   scripts/kafka.sh run DIR                   # exec the broker in the foreground (its pid is java's)
 #   scripts/kafka.sh wait PORT [SECONDS]       # until the broker answers a metadata request
 #   scripts/kafka.sh tool CLASS ARGS...        # a Kafka command-line tool (TopicCommand, ...)
@@ -68,7 +69,8 @@ kafka_java() {
 }
 
 kafka_configure() {
-  local dir=$1 port=$2 cport=$3
+  # ADVERTISED_PORT: where clients are told to connect (a test's proxy in front of the broker).
+  local dir=$1 port=$2 cport=$3 advertised=${4:-$2}
   mkdir -p "$dir/data"
   cat >"$dir/server.properties" <<EOF
 # Written by scripts/kafka.sh: one node, broker and controller in one process (KRaft).
@@ -76,7 +78,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$advertised,CONTROLLER://127.0.0.1:$cport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -140,6 +142,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     run) kafka_run "$@" ;;
     wait) kafka_wait "$@" ;;
     tool) kafka_tool "$@" ;;
-    *) echo "usage: $0 libs|configure DIR PORT CPORT|run DIR|wait PORT [SECONDS]|tool CLASS ARGS..." >&2; exit 2 ;;
+    *) echo "usage: $0 libs|configure DIR PORT CPORT [ADVERTISED_PORT]|run DIR|wait PORT [SECONDS]|tool CLASS ARGS..." >&2; exit 2 ;;
   esac
 fi

@@ -53,10 +53,16 @@ impl Broker {
     /// Formats a log directory under `dir` and starts a broker on a free port.
     pub fn start(dir: &Path) -> Broker {
         let port = crate::host::free_port();
+        Broker::start_advertising(dir, port, port)
+    }
+
+    /// [`Broker::start`] on `port`, telling clients to connect to `advertised` (a proxy).
+    pub fn start_advertising(dir: &Path, port: u16, advertised: u16) -> Broker {
         let controller = crate::host::free_port();
         let configured = Command::new("bash")
             .arg(script())
             .args(["configure", dir.to_str().unwrap(), &port.to_string(), &controller.to_string()])
+            .arg(advertised.to_string())
             .status()
             .unwrap();
         assert!(configured.success(), "scripts/kafka.sh configure failed");
@@ -124,5 +130,112 @@ impl Drop for Broker {
             let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
         }
         self.kill();
+    }
+}
+
+/// A TCP proxy in front of a broker that can make the group coordinator stop answering while
+/// the broker goes on serving metadata, fetches and produce requests: what a starved or wedged
+/// coordinator looks like to a consumer. No local engine can be told to do that, hence a proxy.
+///
+/// librdkafka talks to the coordinator on a connection of its own. While the proxy is
+/// silenced, a connection that sends a group request (OffsetCommit, JoinGroup, Heartbeat,
+/// LeaveGroup, SyncGroup) stops being forwarded in both directions; other connections are not
+/// touched. [`CoordinatorGate::speak`] forwards what was held and lets everything through again.
+pub struct CoordinatorGate {
+    /// The port clients connect to.
+    pub port: u16,
+    silent: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Kafka API keys of the group membership and offset commit requests.
+const GROUP_REQUESTS: [i16; 5] = [8, 11, 12, 13, 14];
+
+impl CoordinatorGate {
+    /// Starts forwarding `port` (on 127.0.0.1) to the broker at `upstream`.
+    pub async fn start(port: u16, upstream: u16) -> CoordinatorGate {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let (silent, _) = tokio::sync::watch::channel(false);
+        let silent = std::sync::Arc::new(silent);
+        let gate = silent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                tokio::spawn(relay(client, server, gate.subscribe()));
+            }
+        });
+        CoordinatorGate { port, silent }
+    }
+
+    /// From now on, the coordinator does not answer.
+    pub fn silence(&self) {
+        self.silent.send_replace(true);
+    }
+
+    /// The coordinator answers again, starting with what it held.
+    pub fn speak(&self) {
+        self.silent.send_replace(false);
+    }
+}
+
+/// Waits while the gate is silenced.
+async fn pass(gate: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = gate.wait_for(|silent| !*silent).await;
+}
+
+async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, gate: tokio::sync::watch::Receiver<bool>) {
+    let coordinator = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    // Either side closing ends the relay (dropping both connections).
+    tokio::select! {
+        _ = requests(client_read, server_write, coordinator.clone(), gate.clone()) => {}
+        _ = responses(server_read, client_write, coordinator, gate) => {}
+    }
+}
+
+/// Client to broker, request by request: a 4-byte length, then the frame, whose first two
+/// bytes are the API key.
+async fn requests(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    coordinator: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut length = [0u8; 4];
+        from.read_exact(&mut length).await?;
+        let mut frame = vec![0u8; u32::from_be_bytes(length) as usize];
+        from.read_exact(&mut frame).await?;
+        if frame.len() >= 2 && GROUP_REQUESTS.contains(&i16::from_be_bytes([frame[0], frame[1]])) {
+            coordinator.store(true, Ordering::Release);
+        }
+        if coordinator.load(Ordering::Acquire) {
+            pass(&mut gate).await;
+        }
+        to.write_all(&length).await?;
+        to.write_all(&frame).await?;
+    }
+}
+
+/// Broker to client, held while the connection is the coordinator's and the gate is silent.
+async fn responses(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    coordinator: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        if coordinator.load(std::sync::atomic::Ordering::Acquire) {
+            pass(&mut gate).await;
+        }
+        to.write_all(&buffer[..read]).await?;
     }
 }

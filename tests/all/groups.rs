@@ -324,3 +324,80 @@ async fn kafka_s_consumer_group_tool_sees_our_offsets_and_lag() {
     assert!(described.contains(&format!("projector-{group}")), "our client id is listed:\n{described}");
     drop(host);
 }
+
+/// The coordinator stops answering while the broker goes on serving fetches (a proxy holds the
+/// coordinator's connection; see `CoordinatorGate`), as a starved coordinator does: the
+/// consumer's session times out, its partitions are revoked and its rejoin gets no answer, so it
+/// holds no partitions while events wait, and librdkafka tells the application nothing. The
+/// host must notice: a warning, `stalled` in its status and metrics, a fresh consumer. Once the
+/// coordinator answers again, the projection catches up with exact rows and the stall clears.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_left_without_partitions_by_a_silent_coordinator_is_reported_stalled() {
+    let dir = std::env::temp_dir().join(unique("silent-coordinator"));
+    let (port, proxy_port) = (projector_tests::host::free_port(), projector_tests::host::free_port());
+    let gate = broker::CoordinatorGate::start(proxy_port, port).await;
+    let _broker = Broker::start_advertising(&dir, port, proxy_port);
+    let topic = "order-events";
+    let kafka = projector::config::KafkaConfig {
+        brokers: format!("127.0.0.1:{proxy_port}"),
+        topic: topic.into(),
+        ..Default::default()
+    };
+    projector::demo::create_topic(&kafka, topic, 3).await.unwrap();
+    let records = projector::demo::generate(3_000, 66);
+    let (first, second) = records.split_at(records.len() / 2);
+    projector::demo::publish(&kafka, first).await.unwrap();
+
+    let db = TestDb::create("silent_coordinator").await;
+    let config = HostConfig::new("silent-coordinator", &db.url, topic, &[ORDER_SUMMARIES])
+        .with("PROJECTOR_KAFKA__BROKERS", &kafka.brokers)
+        .with("PROJECTOR_KAFKA__SESSION_TIMEOUT_MS", &SESSION.as_millis().to_string())
+        .with("PROJECTOR_KAFKA__STALL_TIMEOUT_MS", "4000");
+    let host = Host::start(&config);
+    wait_caught_up_on(&db, &kafka, 1, Duration::from_secs(60)).await;
+
+    gate.silence();
+    let silenced = Instant::now();
+    // Fetches go on: events published now would still arrive. Publish once the session is
+    // gone (librdkafka enforces the session timeout itself and revokes the partitions).
+    while !host.log().contains("Consumer group session timed out") {
+        assert!(silenced.elapsed() < SESSION * 3, "the session did not time out: {}", host.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    projector::demo::publish(&kafka, second).await.unwrap();
+    let api = projector_tests::api::Api::of(&config);
+    let consumer = loop {
+        let deployments = api.deployments("order-summaries").await;
+        let consumer = deployments[0]["consumer"].clone();
+        if consumer["stalled"] == true {
+            break consumer;
+        }
+        assert!(
+            silenced.elapsed() < Duration::from_secs(60),
+            "no stall reported while the coordinator is silent: {consumer}\n{}",
+            host.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("stall reported {:?} after the coordinator went silent: {consumer}", silenced.elapsed());
+    assert!(consumer["stalls"].as_u64().unwrap() >= 1, "{consumer}");
+    let reason = consumer["last_stall"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("holds no partitions while"), "{reason}");
+    assert!(host.log().contains("Consumer stalled; replacing it"), "{}", host.log_tail());
+    let (_, metrics) = api.send(api.http.get(format!("{}/metrics", api.base)).bearer_auth(READ_TOKEN)).await;
+    let metrics = metrics.as_str().map(str::to_string).unwrap_or_else(|| metrics.to_string());
+    assert!(
+        metrics.contains(r#"projector_consumer_stalled{build="0",projection="order-summaries",version="1"} 1"#),
+        "{metrics}"
+    );
+
+    gate.speak();
+    wait_caught_up_on(&db, &kafka, 1, Duration::from_secs(120)).await;
+    assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&records).summaries());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.deployments("order-summaries").await[0]["consumer"]["stalled"] != false {
+        assert!(Instant::now() < deadline, "the stall did not clear: {}", host.log_tail());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(host);
+}
