@@ -314,7 +314,17 @@ impl Worker<'_> {
         let stored = self.projector.handle.block_on(self.writer.offsets())?;
         let mut assigned: Vec<i32> = self.consumer.context().assigned().into_keys().collect();
         assigned.sort_unstable();
-        Ok(Observation { assigned, stored: stored.into_iter().collect(), watermarks })
+        let positions = self
+            .consumer
+            .position()?
+            .elements_for_topic(topic)
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(next) => Some((e.partition(), next)),
+                _ => None,
+            })
+            .collect();
+        Ok(Observation { assigned, stored: stored.into_iter().collect(), watermarks, positions })
     }
 
     /// Replaces a stalled consumer. The old one is closed on a thread of its own (closing may

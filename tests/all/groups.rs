@@ -82,24 +82,38 @@ async fn applied_by(config: &HostConfig) -> f64 {
         .sum()
 }
 
+/// A topic of 6 partitions holding the first `1/share` of `orders` generated orders (seed
+/// `seed`), and a database: what each cluster test starts from. Returns the rest to publish
+/// while the hosts run.
+async fn stream(name: &str, orders: usize, seed: u64, share: usize) -> (TestDb, String, Vec<DemoRecord>, Vec<DemoRecord>) {
+    let db = TestDb::create(name).await;
+    let topic = create_topic(name, 6).await;
+    let records = projector::demo::generate(orders, seed);
+    let rest = records[records.len() / share..].to_vec();
+    publish(&topic, &records[..records.len() / share]).await;
+    (db, topic, records, rest)
+}
+
+/// Starts `a`, then `b` once `a` holds partitions of both deployments, and waits until `b`
+/// holds its share too.
+async fn start_pair(a: &HostConfig, b: &HostConfig) -> (Host, Host) {
+    let host_a = Host::start(a);
+    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
+    let host_b = Host::start(b);
+    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
+    (host_a, host_b)
+}
+
 /// Two hosts share the deployments while events flow; one is SIGKILLed (no goodbye to the
 /// group). The survivor is assigned every partition once the coordinator expires the dead
 /// member's session, and the read models come out exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_member_s_partitions_move_to_the_survivor_within_the_session_timeout() {
-    let db = TestDb::create("failover").await;
-    let topic = create_topic("failover", 6).await;
-    let records = projector::demo::generate(6_000, 61);
-    let (first, rest) = records.split_at(records.len() / 4);
-    publish(&topic, first).await;
+    let (db, topic, records, rest) = stream("failover", 6_000, 61, 4).await;
     let a = member("failover-a", &db, &topic);
-    let b = a.sibling("failover-b");
-    let host_a = Host::start(&a);
-    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
-    let host_b = Host::start(&b);
-    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
-    let publisher = publish_steadily(kafka(&topic), rest.to_vec(), 30, Duration::from_millis(200));
-    crate::e2e::wait_for_progress(&db, first.len() as i64 / 2).await;
+    let (host_a, host_b) = start_pair(&a, &a.sibling("failover-b")).await;
+    let publisher = publish_steadily(kafka(&topic), rest, 30, Duration::from_millis(200));
+    crate::e2e::wait_for_progress(&db, records.len() as i64 / 8).await;
 
     let before = assignments(&host_b).len();
     let killed = Instant::now();
@@ -135,21 +149,14 @@ async fn a_killed_member_s_partitions_move_to_the_survivor_within_the_session_ti
 /// batch. The fence rejects it (counted in A's log), and the rows are exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_member_s_stale_batch_is_fenced_when_it_wakes() {
-    let db = TestDb::create("zombie").await;
-    let topic = create_topic("zombie", 6).await;
-    let records = projector::demo::generate(9_000, 62);
-    let (first, rest) = records.split_at(records.len() / 3);
-    publish(&topic, first).await;
+    let (db, topic, records, rest) = stream("zombie", 9_000, 62, 3).await;
     // A's connections are named, so the test can see when it is inside a transaction.
     let a = member("zombie-a", &db, &topic)
         .with("PROJECTOR_POSTGRES__IDLE_IN_TRANSACTION_TIMEOUT_MS", "2000");
     let a = HostConfig { db_url: format!("{}?application_name=zombie-a", db.url), ..a };
     let b = HostConfig { db_url: db.url.clone(), ..a.sibling("zombie-b") };
-    let host_a = Host::start(&a);
-    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
-    let host_b = Host::start(&b);
-    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
-    let publisher = publish_steadily(kafka(&topic), rest.to_vec(), 60, Duration::from_millis(250));
+    let (host_a, host_b) = start_pair(&a, &b).await;
+    let publisher = publish_steadily(kafka(&topic), rest, 60, Duration::from_millis(250));
 
     let mut fenced = 0;
     for round in 0..4 {
@@ -207,19 +214,12 @@ async fn a_frozen_member_s_stale_batch_is_fenced_when_it_wakes() {
 /// applies events, and the read models come out exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_joining_member_takes_partitions_mid_stream() {
-    let db = TestDb::create("join").await;
-    let topic = create_topic("join", 6).await;
-    let records = projector::demo::generate(6_000, 63);
-    let (first, rest) = records.split_at(records.len() / 4);
-    publish(&topic, first).await;
+    let (db, topic, records, rest) = stream("join", 6_000, 63, 4).await;
     let a = member("join-a", &db, &topic);
-    let (b, c) = (a.sibling("join-b"), a.sibling("join-c"));
-    let host_a = Host::start(&a);
-    wait_for_assignments(&host_a, 2, Duration::from_secs(60)).await;
-    let host_b = Host::start(&b);
-    wait_for_assignments(&host_b, 2, Duration::from_secs(60)).await;
-    let publisher = publish_steadily(kafka(&topic), rest.to_vec(), 30, Duration::from_millis(200));
-    crate::e2e::wait_for_progress(&db, first.len() as i64 / 2).await;
+    let c = a.sibling("join-c");
+    let (host_a, host_b) = start_pair(&a, &a.sibling("join-b")).await;
+    let publisher = publish_steadily(kafka(&topic), rest, 30, Duration::from_millis(200));
+    crate::e2e::wait_for_progress(&db, records.len() as i64 / 8).await;
 
     let host_c = Host::start(&c);
     wait_for_assignments(&host_c, 2, Duration::from_secs(60)).await;
