@@ -55,7 +55,7 @@ kafka_libs() {
     kafka_ensure_java
     kafka_log "Resolving Apache Kafka $KAFKA_VERSION from Maven Central into $libs (once; cached afterwards)"
     rm -rf "$libs" && mkdir -p "$libs"
-    mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
+    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
       -DoutputDirectory="$libs" >&2
     touch "$libs/.complete"
   fi

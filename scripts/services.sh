@@ -102,6 +102,7 @@ start_kafka() {
     kafka_wait "$KAFKA_PORT"
     return
   fi
+  kafka_ensure_java
   kafka_libs >/dev/null
   kafka_configure "$dir" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
   log "Starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (data $dir/data, log $dir/broker.log)"
