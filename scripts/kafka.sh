@@ -38,7 +38,9 @@ kafka_java_ok() {
 
 kafka_ensure_java() {
   kafka_java_ok || kafka_apt_install openjdk-17-jre-headless
+  kafka_java_ok || { echo "Java 17 or later is needed for Apache Kafka" >&2; return 1; }
   command -v mvn >/dev/null || kafka_apt_install maven
+  command -v mvn >/dev/null || { echo "Maven is needed to resolve Apache Kafka" >&2; return 1; }
 }
 
 kafka_libs_dir() {
@@ -52,20 +54,26 @@ kafka_libs() {
   local libs
   libs=$(kafka_libs_dir)
   if [ ! -f "$libs/.complete" ]; then
-    kafka_ensure_java
+    kafka_ensure_java || return 1
     kafka_log "Resolving Apache Kafka $KAFKA_VERSION from Maven Central into $libs (once; cached afterwards)"
     rm -rf "$libs" && mkdir -p "$libs"
-    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
-      -DoutputDirectory="$libs" >&2
+    # Called inside $(...), where set -e does not apply: every failure is handled here.
+    if ! mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$libs" >&2; then
+      rm -rf "$libs"
+      echo "Could not resolve Apache Kafka from Maven Central" >&2
+      return 1
+    fi
     touch "$libs/.complete"
   fi
   echo "$libs"
 }
 
 kafka_java() {
-  local config=$1
+  local config=$1 libs
   shift
-  java -Dlog4j2.configurationFile="$KAFKA_SH_DIR/kafka/$config" -cp "$(kafka_libs)/*" "$@"
+  libs=$(kafka_libs) || return 1
+  java -Dlog4j2.configurationFile="$KAFKA_SH_DIR/kafka/$config" -cp "$libs/*" "$@"
 }
 
 kafka_configure() {
@@ -97,18 +105,19 @@ group.min.session.timeout.ms=1000
 EOF
   if [ ! -f "$dir/data/meta.properties" ]; then
     local id
-    id=$(kafka_java tools-log4j2.properties kafka.tools.StorageTool random-uuid)
+    id=$(kafka_java tools-log4j2.properties kafka.tools.StorageTool random-uuid) || return 1
     kafka_java tools-log4j2.properties kafka.tools.StorageTool format --standalone \
       -t "$id" -c "$dir/server.properties" >/dev/null
   fi
 }
 
 kafka_run() {
-  local dir=$1
+  local dir=$1 libs
+  libs=$(kafka_libs) || exit 1
   exec java "-Xmx$KAFKA_HEAP" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_SH_DIR/kafka/log4j2.properties" \
-    -cp "$(kafka_libs)/*" kafka.Kafka "$dir/server.properties"
+    -cp "$libs/*" kafka.Kafka "$dir/server.properties"
 }
 
 # Waits until the broker on PORT answers a metadata request (the topic listing is one).

@@ -102,13 +102,17 @@ start_kafka() {
     kafka_wait "$KAFKA_PORT"
     return
   fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then
+    echo "Something that is not this set-up's broker listens on 127.0.0.1:$KAFKA_PORT (a broker of an older set-up?): stop it first" >&2
+    exit 1
+  fi
   kafka_ensure_java
   kafka_libs >/dev/null
   kafka_configure "$dir" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
   log "Starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (data $dir/data, log $dir/broker.log)"
   nohup "$REPO/scripts/kafka.sh" run "$dir" </dev/null >>"$dir/broker.log" 2>&1 &
   echo $! >"$pidfile"
-  if ! kafka_wait "$KAFKA_PORT" 120; then
+  if ! kafka_wait "$KAFKA_PORT" 120 || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "Kafka did not start; see $dir/broker.log" >&2
     tail -n 20 "$dir/broker.log" >&2
     exit 1

@@ -30,7 +30,8 @@ use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
 use crate::registry::{Deployment, Registry};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
 use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
-use crate::source::stall::{Observation, StallDetector};
+use crate::progress::Watermarks;
+use crate::source::stall::{Observation, StallDetector, Verdict};
 
 /// Live counters of one running projection, shared with whoever reports on it.
 #[derive(Debug, Default)]
@@ -127,7 +128,7 @@ impl Projector {
                     .map_err(anyhow::Error::from)
             })
         };
-        let context = SeedingContext::new(&self.kafka.topic, loader, self.cancel.clone());
+        let context = SeedingContext::new(&self.kafka.topic, &self.deployment.consumer_group, loader, self.cancel.clone());
         kafka::subscribe(&self.kafka, &self.deployment.consumer_group, context)
     }
 
@@ -151,6 +152,8 @@ impl Projector {
             accepted: HashMap::new(),
             generation,
             stall: StallDetector::new(self.kafka.stall_timeout(), Instant::now()),
+            closing: None,
+            watermarks: None,
         };
         let mut report = Report::new();
         while !self.cancel.is_cancelled() {
@@ -199,6 +202,10 @@ struct Worker<'a> {
     generation: u64,
     /// Watches for a consumer that silently stopped receiving.
     stall: StallDetector,
+    /// The thread closing the consumer replaced last, while it runs.
+    closing: Option<JoinHandle<()>>,
+    /// The client reading the partitions' watermarks for the stall detector.
+    watermarks: Option<Watermarks>,
 }
 
 impl Worker<'_> {
@@ -223,6 +230,7 @@ impl Worker<'_> {
                 // drop what was collected and restart from the stored offsets of what is
                 // assigned now.
                 self.generation = context.generation();
+                self.stall.received(Instant::now());
                 batch.clear();
                 first_at = None;
                 self.accepted = context
@@ -288,29 +296,30 @@ impl Worker<'_> {
             }
         };
         match self.stall.judge(now, &seen) {
-            Some(reason) => self.recover(reason),
-            None if self.projector.status.stalled.load(Ordering::Acquire) && !self.stall.due(now) => {
-                // Nothing waits for this consumer any more.
-                self.receiving();
-            }
-            None => {}
+            Verdict::Stalled(reason) => self.recover(reason),
+            // Nothing waits for this consumer any more.
+            Verdict::Idle if self.projector.status.stalled.load(Ordering::Acquire) => self.receiving(),
+            Verdict::Idle | Verdict::Watching => {}
         }
     }
 
-    fn observe(&self) -> anyhow::Result<Observation> {
-        let timeout = Duration::from_secs(5);
+    /// What the detector needs. The watermarks come from a client of their own: a consumer's
+    /// own client can be the stuck part (after a broker froze, librdkafka 2.12 was seen to keep
+    /// one instance's connections broken for good while a fresh instance worked), and asking
+    /// it would fail exactly when the answer matters.
+    fn observe(&mut self) -> anyhow::Result<Observation> {
         let topic = &self.projector.kafka.topic;
-        let metadata = self.consumer.fetch_metadata(Some(topic), timeout)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        let mut watermarks = BTreeMap::new();
-        for partition in partitions {
-            watermarks.insert(partition, self.consumer.fetch_watermarks(topic, partition, timeout)?);
+        if self.watermarks.is_none() {
+            self.watermarks = Some(Watermarks::new(&self.projector.kafka)?);
         }
+        let watermarks = match self.watermarks.as_ref().expect("just set").ranges() {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                // The broker may be down; or this client may be the stuck one: a new one next time.
+                self.watermarks = None;
+                return Err(e);
+            }
+        };
         let stored = self.projector.handle.block_on(self.writer.offsets())?;
         let mut assigned: Vec<i32> = self.consumer.context().assigned().into_keys().collect();
         assigned.sort_unstable();
@@ -350,12 +359,20 @@ impl Worker<'_> {
     /// check tries again).
     fn replace_consumer(&mut self) -> bool {
         let d = &self.projector.deployment;
+        if self.closing.as_ref().is_some_and(|t| !t.is_finished()) {
+            // Closing waits for the coordinator: while the last one is still closing, another
+            // fresh consumer would only add a member waiting on the same coordinator.
+            tracing::warn!(projection = %d.name, "The consumer replaced last is still closing; keeping the current one for now.");
+            return false;
+        }
         match self.projector.consumer(&self.writer) {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut self.consumer, fresh);
-                let _ = std::thread::Builder::new()
-                    .name(format!("close-{}", d.id))
-                    .spawn(move || drop(old));
+                // Closing may wait on a coordinator that does not answer: not on this thread.
+                match std::thread::Builder::new().name(format!("close-{}", d.id)).spawn(move || drop(old)) {
+                    Ok(thread) => self.closing = Some(thread),
+                    Err(e) => tracing::error!(projection = %d.name, error = %e, "Cannot start a thread to close the old consumer; it was closed here."),
+                }
                 self.generation = self.consumer.context().generation();
                 self.accepted.clear();
                 true

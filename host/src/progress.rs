@@ -32,6 +32,11 @@ impl Watermarks {
 
     /// The high watermark of every partition (blocking).
     pub fn fetch(&self) -> anyhow::Result<BTreeMap<i32, i64>> {
+        Ok(self.ranges()?.into_iter().map(|(partition, (_, high))| (partition, high)).collect())
+    }
+
+    /// The low and high watermark of every partition (blocking).
+    pub fn ranges(&self) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
         let timeout = Duration::from_secs(10);
         let metadata = self.consumer.fetch_metadata(Some(&self.topic), timeout)?;
         let topic = metadata
@@ -44,8 +49,8 @@ impl Watermarks {
         }
         let mut marks = BTreeMap::new();
         for partition in topic.partitions() {
-            let (_, high) = self.consumer.fetch_watermarks(&self.topic, partition.id(), timeout)?;
-            marks.insert(partition.id(), high);
+            let range = self.consumer.fetch_watermarks(&self.topic, partition.id(), timeout)?;
+            marks.insert(partition.id(), range);
         }
         Ok(marks)
     }

@@ -128,7 +128,9 @@ async fn a_killed_member_s_partitions_move_to_the_survivor_within_the_session_ti
             break;
         }
         assert!(
-            killed.elapsed() < SESSION + Duration::from_secs(5),
+            // The coordinator expires the session, then B rejoins at its next heartbeat and its
+            // pipeline takes the assignment at its next poll (after the batch in hand).
+            killed.elapsed() < SESSION + Duration::from_secs(10),
             "the survivor did not take over within the session timeout: {}",
             host_b.log_tail()
         );
@@ -143,68 +145,78 @@ async fn a_killed_member_s_partitions_move_to_the_survivor_within_the_session_ti
     drop(host_b);
 }
 
-/// A zombie: host A is frozen (SIGSTOP) in the middle of a batch's transaction, past its session
-/// timeout. PostgreSQL ends the frozen transaction (`idle_in_transaction_session_timeout`),
-/// host B takes A's partitions and moves on; then A is thawed and tries to commit its stale
-/// batch. The fence rejects it (counted in A's log), and the rows are exact.
+/// A zombie: host A is frozen (SIGSTOP) inside a batch's transaction, past its session timeout.
+/// PostgreSQL ends the frozen transaction (`idle_in_transaction_session_timeout`), host B takes
+/// A's partitions and applies events past A's batch on every partition; then A is thawed and
+/// tries to commit its stale batch. The fence rejects it (counted in A's log), and the rows are
+/// exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_member_s_stale_batch_is_fenced_when_it_wakes() {
     let (db, topic, records, rest) = stream("zombie", 9_000, 62, 3).await;
-    // A's connections are named, so the test can see when it is inside a transaction.
+    let (during, after) = rest.split_at(rest.len() / 2);
+    // A's connections are named, so the test can see where A's transaction is.
     let a = member("zombie-a", &db, &topic)
         .with("PROJECTOR_POSTGRES__IDLE_IN_TRANSACTION_TIMEOUT_MS", "2000");
     let a = HostConfig { db_url: format!("{}?application_name=zombie-a", db.url), ..a };
     let b = HostConfig { db_url: db.url.clone(), ..a.sibling("zombie-b") };
     let (host_a, host_b) = start_pair(&a, &b).await;
-    let publisher = publish_steadily(kafka(&topic), rest, 60, Duration::from_millis(250));
+    wait_caught_up(&db, &topic, 2, Duration::from_secs(120)).await;
 
-    let mut fenced = 0;
-    for round in 0..4 {
-        // Freeze A the moment it has a batch's transaction open.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let open: i64 = sqlx::query_scalar(
-                // A transaction with an id has written: a batch past its first offset update.
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zombie-a' \
-                 AND backend_xid IS NOT NULL",
-            )
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-            if open > 0 {
-                host_a.freeze();
-                break;
-            }
-            assert!(Instant::now() < deadline, "A never opened a batch transaction: {}", host_a.log_tail());
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let before = assignments(&host_b).len();
-        let frozen = Instant::now();
-        // B takes every partition once A's session expires, and applies events on them.
-        while assignments(&host_b)[before..]
-            .iter()
-            .filter(|l| l.contains("partitions=[0, 1, 2, 3, 4, 5]"))
-            .count()
-            < 2
-        {
-            assert!(frozen.elapsed() < SESSION * 3, "B did not take over from the frozen A: {}", host_b.log_tail());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let progress = crate::e2e::wait_for_progress(&db, 0).await;
-        crate::e2e::wait_for_progress(&db, progress + 1).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        host_a.thaw();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        fenced = host_a.log().matches("Batch fenced").count();
-        eprintln!("round {round}: A frozen {:?}, fenced batches so far: {fenced}", frozen.elapsed());
-        if fenced > 0 {
+    // Hold every offset row of order-summaries: each member's next batch then waits inside its
+    // transaction, at its first offset update, until the lock is released.
+    let offsets = "proj_order_summaries_v1._offsets";
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query(&format!("SELECT 1 FROM {offsets} FOR UPDATE")).execute(&mut *lock).await.unwrap();
+    publish(&topic, during).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zombie-a' AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
             break;
         }
-        wait_for_assignments(&host_a, assignments(&host_a).len() + 1, Duration::from_secs(60)).await;
+        assert!(Instant::now() < deadline, "A never started a batch: {}", host_a.log_tail());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(fenced > 0, "the thawed zombie's stale batch was never fenced: {}", host_a.log_tail());
+    host_a.freeze();
+    // A's offset update now goes through in PostgreSQL, but A cannot commit it.
+    lock.commit().await.unwrap();
+    let frozen = Instant::now();
+    let stored = |db: &TestDb| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i32, i64)>(&format!("SELECT partition, next_offset FROM {offsets} ORDER BY partition"))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let at_freeze = stored(&db).await;
 
-    publisher.await.unwrap();
+    // B takes every partition once A's session expires, and applies new events on all of them.
+    let before = assignments(&host_b).len();
+    while assignments(&host_b)[before..].iter().filter(|l| l.contains("partitions=[0, 1, 2, 3, 4, 5]")).count() < 2 {
+        assert!(frozen.elapsed() < SESSION * 3, "B did not take over from the frozen A: {}", host_b.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publish(&topic, after).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stored(&db).await.iter().zip(&at_freeze).all(|((_, now), (_, then))| now > then) {
+        assert!(Instant::now() < deadline, "B did not move every partition past A's batch: {}", host_b.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("A frozen for {:?}; B moved every partition on", frozen.elapsed());
+    host_a.thaw();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host_a.log().contains("Batch fenced") {
+        assert!(Instant::now() < deadline, "the thawed zombie's stale batch was not fenced: {}", host_a.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     wait_caught_up(&db, &topic, 2, Duration::from_secs(180)).await;
     assert_exact(&db, &records).await;
     drop((host_a, host_b));
@@ -237,6 +249,12 @@ async fn a_joining_member_takes_partitions_mid_stream() {
 /// The group coordinator stops answering: the broker is frozen (SIGSTOP) past the consumers'
 /// session timeout while events wait, then thawed. Every consumer must end up receiving again,
 /// by itself or through the stall detector, and the read models come out exact.
+///
+/// Before the stall detector this failed 2 runs out of 2 on a loaded machine, exactly as the
+/// reported stall: after the thaw one librdkafka consumer instance of the host kept its broker
+/// connections broken for good (metadata requests failed with "Broker transport failure", 73
+/// coordinator requests sat in its out-queue), held no partitions and logged nothing more,
+/// while the host's other clients worked. On an idle machine it passes without a stall.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
     let dir = std::env::temp_dir().join(unique("frozen-broker"));
@@ -253,10 +271,13 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
         .with("PROJECTOR_KAFKA__BROKERS", &kafka.brokers)
         .with("PROJECTOR_KAFKA__SESSION_TIMEOUT_MS", &SESSION.as_millis().to_string())
         .with("PROJECTOR_KAFKA__STALL_TIMEOUT_MS", "10000")
-        .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");
+        .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200")
+        .with("RUST_LOG", "info,projector::pipeline=debug,librdkafka=warn,rdkafka=warn,sqlx::postgres::notice=warn");
     let mut host = Host::start(&config);
     let at_freeze = crate::e2e::wait_for_progress(&db, 1).await;
     broker.freeze();
+    // Past the sessions' timeout, and past the 10 s timeout of the ApiVersion requests that
+    // reconnections send to a process that accepts connections but never answers.
     tokio::time::sleep(SESSION * 3).await;
     broker.thaw();
     assert!(host.running(), "{}", host.log_tail());

@@ -32,6 +32,8 @@ pub type ProjectionConsumer = BaseConsumer<SeedingContext>;
 /// Seeds assignments from stored offsets and tracks what is assigned.
 pub struct SeedingContext {
     topic: String,
+    /// The consumer group, for the log.
+    group: String,
     load_offsets: OffsetLoader,
     cancel: CancellationToken,
     generation: AtomicU64,
@@ -40,10 +42,11 @@ pub struct SeedingContext {
 }
 
 impl SeedingContext {
-    /// A context for `topic` reading stored offsets with `load_offsets`.
-    pub fn new(topic: &str, load_offsets: OffsetLoader, cancel: CancellationToken) -> Self {
+    /// A context for `topic`, in `group`, reading stored offsets with `load_offsets`.
+    pub fn new(topic: &str, group: &str, load_offsets: OffsetLoader, cancel: CancellationToken) -> Self {
         Self {
             topic: topic.to_string(),
+            group: group.to_string(),
             load_offsets,
             cancel,
             generation: AtomicU64::new(0),
@@ -73,22 +76,28 @@ impl SeedingContext {
 
     /// Re-reads the stored offsets and moves the consumer back to them (after a fenced
     /// commit: another consumer applied some of what this one fetched), by seeking each
-    /// assigned partition; the assignment itself is left to the group protocol. Returns `false`
-    /// when a partition could not be moved: the caller must then replace the consumer, since
-    /// its fetch positions are past the stored offsets.
+    /// assigned partition; the assignment itself is left to the group protocol. A partition
+    /// that cannot be moved is dropped from what this context accepts (its events are ignored
+    /// until the next assignment), and `false` is returned: the caller should then replace the
+    /// consumer. Either way the generation moves, so the pipeline restarts from what is stored.
     pub fn reseed(&self, consumer: &ProjectionConsumer) -> bool {
         let stored = self.stored_offsets();
         let mut assigned = self.assigned.lock().expect("not poisoned");
-        for (&partition, next) in assigned.iter_mut() {
+        let mut moved = true;
+        assigned.retain(|&partition, next| {
             *next = stored.get(&partition).copied();
             let offset = next.map_or(Offset::Beginning, Offset::Offset);
-            if let Err(e) = consumer.seek(&self.topic, partition, offset, Duration::from_secs(10)) {
-                tracing::warn!(topic = %self.topic, partition, error = %e, "Could not move back to the stored offset.");
-                return false;
+            match consumer.seek(&self.topic, partition, offset, Duration::from_secs(10)) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(group = %self.group, topic = %self.topic, partition, error = %e, "Could not move back to the stored offset; ignoring the partition until it is assigned again.");
+                    moved = false;
+                    false
+                }
             }
-        }
+        });
         self.generation.fetch_add(1, Ordering::AcqRel);
-        true
+        moved
     }
 
     fn stored_offsets(&self) -> HashMap<i32, i64> {
@@ -101,7 +110,7 @@ impl SeedingContext {
                     return HashMap::new();
                 }
                 Err(e) => {
-                    tracing::error!(topic = %self.topic, error = %e, "Cannot read stored offsets; partitions stay idle until the database answers.");
+                    tracing::error!(group = %self.group, topic = %self.topic, error = %e, "Cannot read stored offsets; partitions stay idle until the database answers.");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -149,19 +158,19 @@ impl ConsumerContext for SeedingContext {
                     .map(|e| e.partition())
                     .collect();
                 let seeded = self.seeded(&partitions);
-                tracing::info!(topic = %self.topic, partitions = ?partitions, "Partitions assigned; starting from stored offsets.");
+                tracing::info!(group = %self.group, topic = %self.topic, partitions = ?partitions, "Partitions assigned; starting from stored offsets.");
                 if let Err(e) = consumer.assign(&seeded) {
-                    tracing::error!(topic = %self.topic, error = %e, "Could not apply the assignment.");
+                    tracing::error!(group = %self.group, topic = %self.topic, error = %e, "Could not apply the assignment.");
                 }
             }
             other => {
                 if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-                    tracing::warn!(topic = %self.topic, error = ?other, "Rebalance error; dropping the assignment.");
+                    tracing::warn!(group = %self.group, topic = %self.topic, error = ?other, "Rebalance error; dropping the assignment.");
                 }
                 self.assigned.lock().expect("not poisoned").clear();
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 if let Err(e) = consumer.unassign() {
-                    tracing::warn!(topic = %self.topic, error = %e, "Could not drop the assignment.");
+                    tracing::warn!(group = %self.group, topic = %self.topic, error = %e, "Could not drop the assignment.");
                 }
             }
         }

@@ -10,9 +10,10 @@
 //!
 //! Rules, once nothing has been received for the stall timeout:
 //! - holding partitions with events waiting past their stored offsets is a stall;
-//! - holding no partitions while the group's partitions have events waiting and no member of the
-//!   group has moved any stored offset for the stall timeout is a stall (with more members than
-//!   partitions an idle member is normal, as long as the others make progress);
+//! - holding no partitions while some partition has events waiting (more than one: a last
+//!   transaction marker is never delivered) and no member of the group has moved its stored
+//!   offset for the stall timeout is a stall (with more members than partitions an idle member
+//!   is normal, as long as the others make progress);
 //! - anything else is idleness: the clock starts again.
 
 use std::collections::BTreeMap;
@@ -43,27 +44,40 @@ impl Observation {
     }
 }
 
+/// What a look at the consumer concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stalled, and why.
+    Stalled(String),
+    /// Nothing to do for this consumer: it is idle, not stalled.
+    Idle,
+    /// Events wait where no one holds them; watching whether the group moves.
+    Watching,
+}
+
 /// Decides when a consumer counts as stalled.
 #[derive(Debug)]
 pub struct StallDetector {
     timeout: Duration,
-    /// The last time the consumer received an event or was found to have nothing to do.
+    /// The last time the consumer received an event, was assigned partitions, or was found to
+    /// have nothing to do.
     last_activity: Instant,
     last_check: Option<Instant>,
-    /// Since when the group's stored offsets have not moved, and what they were.
-    quiet: Option<(Instant, BTreeMap<i32, i64>)>,
+    /// Partitions with events waiting that this consumer does not hold: since when their stored
+    /// offset has not moved, and what it is.
+    quiet: BTreeMap<i32, (Instant, Option<i64>)>,
 }
 
 impl StallDetector {
     /// A detector that calls a consumer stalled after `timeout` without activity.
     pub fn new(timeout: Duration, now: Instant) -> Self {
-        Self { timeout, last_activity: now, last_check: None, quiet: None }
+        Self { timeout, last_activity: now, last_check: None, quiet: BTreeMap::new() }
     }
 
-    /// The consumer received an event.
+    /// The consumer received an event or a new assignment: the clock starts again.
     pub fn received(&mut self, now: Instant) {
         self.last_activity = now;
-        self.quiet = None;
+        self.quiet.clear();
     }
 
     /// Whether an observation is needed now: nothing received for the timeout, and the last
@@ -79,46 +93,57 @@ impl StallDetector {
         self.last_check = Some(now);
     }
 
-    /// Judges an observation: `Some(reason)` when the consumer is stalled. After a stall the
-    /// caller replaces the consumer and calls [`StallDetector::received`] to start afresh.
-    pub fn judge(&mut self, now: Instant, seen: &Observation) -> Option<String> {
+    /// Judges an observation. After a stall the caller replaces the consumer and calls
+    /// [`StallDetector::received`] to start afresh.
+    pub fn judge(&mut self, now: Instant, seen: &Observation) -> Verdict {
         self.last_check = Some(now);
         let silent = now.duration_since(self.last_activity).as_secs();
         if !seen.assigned.is_empty() {
             let waiting: i64 = seen.assigned.iter().map(|&p| seen.waiting(p)).sum();
             if waiting > 0 {
-                return Some(format!(
+                return Verdict::Stalled(format!(
                     "holds partitions {:?} with {waiting} events waiting but received none for {silent}s",
                     seen.assigned
                 ));
             }
             self.received(now);
-            return None;
+            return Verdict::Idle;
         }
-        let waiting: i64 = seen.watermarks.keys().map(|&p| seen.waiting(p)).sum();
-        if waiting == 0 {
+        // Holding nothing is normal while the members holding the partitions move them on. A
+        // partition counts as stuck once more than one event waits (a last transaction marker
+        // is never delivered, and this consumer has no fetch position to tell) and its stored
+        // offset has not moved for the timeout.
+        for (&partition, _) in &seen.watermarks {
+            let stored = seen.stored.get(&partition).copied();
+            if seen.waiting(partition) <= 1 {
+                self.quiet.remove(&partition);
+                continue;
+            }
+            match self.quiet.get(&partition) {
+                Some((_, before)) if *before == stored => {}
+                _ => {
+                    self.quiet.insert(partition, (now, stored));
+                }
+            }
+        }
+        let stuck: Vec<i32> = self
+            .quiet
+            .iter()
+            .filter(|(_, (since, _))| now.duration_since(*since) >= self.timeout)
+            .map(|(&p, _)| p)
+            .collect();
+        if !stuck.is_empty() {
+            let waiting: i64 = stuck.iter().map(|&p| seen.waiting(p)).sum();
+            return Verdict::Stalled(format!(
+                "holds no partitions while {waiting} events wait in partitions {stuck:?}, where no member of its group applied any for {}s",
+                self.timeout.as_secs()
+            ));
+        }
+        if self.quiet.is_empty() {
             self.received(now);
-            return None;
-        }
-        match &self.quiet {
-            Some((since, stored)) if *stored == seen.stored => {
-                let quiet = now.duration_since(*since);
-                (quiet >= self.timeout).then(|| {
-                    format!(
-                        "holds no partitions while {waiting} events wait and no member of its group applied any for {}s",
-                        quiet.as_secs()
-                    )
-                })
-            }
-            // Someone in the group is making progress: being idle is fine.
-            Some(_) => {
-                self.received(now);
-                None
-            }
-            None => {
-                self.quiet = Some((now, seen.stored.clone()));
-                None
-            }
+            Verdict::Idle
+        } else {
+            Verdict::Watching
         }
     }
 }
@@ -145,7 +170,7 @@ mod tests {
         // A transaction marker at offset 9: nothing more to deliver, though 9 < 10.
         let mut seen = seen(&[0], &[(0, 9)], &[(0, 0, 10)]);
         seen.positions.insert(0, 10);
-        assert_eq!(detector.judge(start + TIMEOUT, &seen), None);
+        assert_eq!(detector.judge(start + TIMEOUT, &seen), Verdict::Idle);
     }
 
     #[test]
@@ -161,10 +186,9 @@ mod tests {
         let start = Instant::now();
         let mut detector = StallDetector::new(TIMEOUT, start);
         let now = start + TIMEOUT;
-        let reason = detector
-            .judge(now, &seen(&[0, 1], &[(0, 5), (1, 7)], &[(0, 0, 5), (1, 0, 9), (2, 0, 4)]))
-            .expect("stalled");
-        assert_eq!(reason, "holds partitions [0, 1] with 2 events waiting but received none for 10s");
+        let verdict = detector.judge(now, &seen(&[0, 1], &[(0, 5), (1, 7)], &[(0, 0, 5), (1, 0, 9), (2, 0, 4)]));
+        let reason = "holds partitions [0, 1] with 2 events waiting but received none for 10s";
+        assert_eq!(verdict, Verdict::Stalled(reason.into()));
     }
 
     #[test]
@@ -173,7 +197,7 @@ mod tests {
         let mut detector = StallDetector::new(TIMEOUT, start);
         let now = start + TIMEOUT;
         // Partition 2 lags, but it is not this consumer's.
-        assert_eq!(detector.judge(now, &seen(&[0], &[(0, 5)], &[(0, 0, 5), (2, 0, 4)])), None);
+        assert_eq!(detector.judge(now, &seen(&[0], &[(0, 5)], &[(0, 0, 5), (2, 0, 4)])), Verdict::Idle);
         assert!(!detector.due(now + Duration::from_secs(9)));
     }
 
@@ -182,36 +206,42 @@ mod tests {
         let start = Instant::now();
         let mut detector = StallDetector::new(TIMEOUT, start);
         // Retention removed offsets 0..100: the 20 events from 100 wait.
-        let reason = detector.judge(start + TIMEOUT, &seen(&[3], &[], &[(3, 100, 120)]));
-        assert!(reason.expect("stalled").contains("20 events waiting"));
+        let verdict = detector.judge(start + TIMEOUT, &seen(&[3], &[], &[(3, 100, 120)]));
+        assert!(matches!(verdict, Verdict::Stalled(reason) if reason.contains("20 events waiting")));
     }
 
     #[test]
-    fn no_partitions_is_a_stall_only_while_the_whole_group_is_stuck() {
+    fn no_partitions_is_a_stall_only_where_no_member_moves_on() {
         let start = Instant::now();
         let mut detector = StallDetector::new(TIMEOUT, start);
-        let marks = [(0, 0, 50), (1, 0, 50)];
+        let marks = [(0, 0, 50), (1, 0, 50), (2, 0, 1)];
         let mut now = start + TIMEOUT;
-        // First look: events wait; watch whether anyone moves.
-        assert_eq!(detector.judge(now, &seen(&[], &[(0, 10)], &marks)), None);
+        // First look: events wait in 0 and 1 (one last event in 2 may be a marker): watch.
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 10)], &marks)), Verdict::Watching);
         now += Duration::from_secs(5);
-        // Another member applied events: this one is merely idle.
-        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), None);
-        assert!(!detector.due(now + Duration::from_secs(1)));
-        now += TIMEOUT;
-        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), None);
+        // Another member moves partition 0 on; partition 1 stays where it was.
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), Verdict::Watching);
         now += Duration::from_secs(5);
-        assert_eq!(detector.judge(now, &seen(&[], &[(0, 20)], &marks)), None, "quiet for 5s only");
-        now += Duration::from_secs(5);
-        let reason = detector.judge(now, &seen(&[], &[(0, 20)], &marks)).expect("stalled");
-        assert_eq!(reason, "holds no partitions while 80 events wait and no member of its group applied any for 10s");
+        let verdict = detector.judge(now, &seen(&[], &[(0, 30)], &marks));
+        let reason = "holds no partitions while 50 events wait in partitions [1], where no member of its group applied any for 10s";
+        assert_eq!(verdict, Verdict::Stalled(reason.into()));
+    }
+
+    #[test]
+    fn no_partitions_while_the_others_catch_up_is_idle() {
+        let start = Instant::now();
+        let mut detector = StallDetector::new(TIMEOUT, start);
+        let now = start + TIMEOUT;
+        assert_eq!(detector.judge(now, &seen(&[], &[(0, 40)], &[(0, 0, 50)])), Verdict::Watching);
+        assert_eq!(detector.judge(now + Duration::from_secs(5), &seen(&[], &[(0, 50)], &[(0, 0, 50)])), Verdict::Idle);
+        assert!(!detector.due(now + Duration::from_secs(6)));
     }
 
     #[test]
     fn no_partitions_and_nothing_waiting_is_idle() {
         let start = Instant::now();
         let mut detector = StallDetector::new(TIMEOUT, start);
-        assert_eq!(detector.judge(start + TIMEOUT, &seen(&[], &[(0, 50)], &[(0, 0, 50)])), None);
+        assert_eq!(detector.judge(start + TIMEOUT, &seen(&[], &[(0, 50)], &[(0, 0, 50)])), Verdict::Idle);
         assert!(!detector.due(start + TIMEOUT + Duration::from_secs(1)));
     }
 }
