@@ -127,7 +127,7 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A frozen process must be thawed to die of SIGKILL promptly.
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).stderr(Stdio::null()).status();
         }
         self.kill();
     }

@@ -236,7 +236,10 @@ fn key_of(
         .map(|(&position, value)| {
             let field = &fields[position];
             let part = match (&field.type_, value) {
-                (FieldType::Text, Value::Text(s)) => KeyPart::Text(s.clone()),
+                (FieldType::Text, Value::Text(s)) => {
+                    storable(s).map_err(|m| format!("key field `{}`: {m}", field.name))?;
+                    KeyPart::Text(s.clone())
+                }
                 (FieldType::Integer, Value::Integer(i)) => KeyPart::Int(*i),
                 (FieldType::Boolean, Value::Boolean(b)) => KeyPart::Bool(*b),
                 (FieldType::Date, Value::Date(d)) => {
@@ -289,11 +292,16 @@ pub fn to_json(field_type: &FieldType, value: &Value) -> Result<Json, String> {
         (FieldType::Float, Value::Integer(i)) => float_json(*i as f64),
         (FieldType::Decimal, Value::Decimal(s)) => Json::String(parse_decimal(s)?.to_string()),
         (FieldType::Decimal, Value::Integer(i)) => Json::String(i.to_string()),
-        (FieldType::Text, Value::Text(s)) => Json::String(s.clone()),
+        (FieldType::Text, Value::Text(s)) => {
+            storable(s)?;
+            Json::String(s.clone())
+        }
         (FieldType::Timestamp, Value::Timestamp(t)) => Json::String(timestamp_string(*t)?),
         (FieldType::Date, Value::Date(d)) => Json::String(date_string(*d)?),
         (FieldType::Json, Value::Json(text)) => {
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON document: {e}"))?
+            let document = serde_json::from_str(text).map_err(|e| format!("invalid JSON document: {e}"))?;
+            storable_json(&document)?;
+            document
         }
         (FieldType::List(element), Value::List(items)) => Json::Array(
             items
@@ -303,6 +311,28 @@ pub fn to_json(field_type: &FieldType, value: &Value) -> Result<Json, String> {
         ),
         _ => return mismatch(),
     })
+}
+
+/// Refuses text PostgreSQL cannot store: its `text` and `jsonb` have no NUL character.
+fn storable(text: &str) -> Result<(), String> {
+    match text.find('\0') {
+        Some(at) => Err(format!(
+            "text contains a NUL character (U+0000) at byte {at}, which PostgreSQL cannot store"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn storable_json(document: &Json) -> Result<(), String> {
+    match document {
+        Json::String(text) => storable(text),
+        Json::Array(items) => items.iter().try_for_each(storable_json),
+        Json::Object(members) => members.iter().try_for_each(|(name, value)| {
+            storable(name)?;
+            storable_json(value)
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn scalar_json(element: ScalarType, item: &crate::runtime::types::Scalar) -> Result<Json, String> {
@@ -653,6 +683,19 @@ mod tests {
         let after = row(&changes, 1);
         assert!(after.delete_first);
         assert_eq!(after.write.unwrap()[&1], FieldChange::Add(Amount::Int(2)));
+    }
+
+    #[test]
+    fn text_postgresql_cannot_store_is_refused() {
+        let refused = "text contains a NUL character (U+0000) at byte 1, which PostgreSQL cannot store";
+        assert_eq!(to_json(&FieldType::Text, &Value::Text("a\0b".into())), Err(refused.to_string()));
+        let document = Value::Json(r#"{"a": ["x", "y\u0000"]}"#.into());
+        assert_eq!(to_json(&FieldType::Json, &document), Err(refused.to_string()));
+        let member = Value::Json(r#"{"k\u0000": 1}"#.into());
+        assert_eq!(to_json(&FieldType::Json, &member), Err(refused.to_string()));
+        let list = Value::List(vec![crate::runtime::types::Scalar::Text("z\0".into())]);
+        assert!(to_json(&FieldType::List(ScalarType::Text), &list).unwrap_err().contains("NUL"));
+        assert_eq!(to_json(&FieldType::Text, &Value::Text("fine".into())), Ok(Json::String("fine".into())));
     }
 
     #[test]

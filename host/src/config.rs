@@ -130,6 +130,11 @@ pub struct PipelineConfig {
     pub max_batch_wait_ms: u64,
     /// Most events handed to the plugin in one call; a batch may take several calls.
     pub events_per_call: usize,
+    /// Most bytes (keys, values and headers) handed to the plugin in one call; an event larger
+    /// than this goes alone.
+    pub bytes_per_call: usize,
+    /// Most bytes in one batch; the batch ends at the event that reaches it.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for PipelineConfig {
@@ -138,6 +143,8 @@ impl Default for PipelineConfig {
             max_batch_events: 2_000,
             max_batch_wait_ms: 100,
             events_per_call: 500,
+            bytes_per_call: 4 << 20,
+            max_batch_bytes: 64 << 20,
         }
     }
 }
@@ -293,7 +300,11 @@ impl Config {
         if self.plugins.max_memory_mib < 16 {
             return invalid("plugins.max_memory_mib", "must be at least 16");
         }
-        if self.pipeline.max_batch_events == 0 || self.pipeline.events_per_call == 0 {
+        if self.pipeline.max_batch_events == 0
+            || self.pipeline.events_per_call == 0
+            || self.pipeline.bytes_per_call == 0
+            || self.pipeline.max_batch_bytes == 0
+        {
             return invalid(
                 "pipeline.max_batch_events",
                 "batch sizes must be at least 1",

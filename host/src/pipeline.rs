@@ -214,6 +214,7 @@ impl Worker<'_> {
     fn collect(&mut self) -> Vec<OwnedMessage> {
         let config = &self.projector.pipeline;
         let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut bytes = 0;
         let mut first_at: Option<Instant> = None;
         loop {
             if self.projector.cancel.is_cancelled() {
@@ -232,6 +233,7 @@ impl Worker<'_> {
                 self.generation = context.generation();
                 self.stall.received(Instant::now());
                 batch.clear();
+                bytes = 0;
                 first_at = None;
                 self.accepted = context
                     .assigned()
@@ -249,6 +251,7 @@ impl Worker<'_> {
                         continue;
                     }
                     *next = message.offset() + 1;
+                    bytes += message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len);
                     batch.push(message.detach());
                     first_at.get_or_insert_with(Instant::now);
                     self.receiving();
@@ -262,7 +265,7 @@ impl Worker<'_> {
                 }
                 None => {}
             }
-            let full = batch.len() >= config.max_batch_events;
+            let full = batch.len() >= config.max_batch_events || bytes >= config.max_batch_bytes;
             if full || first_at.is_some_and(|t| t.elapsed() >= config.max_batch_wait()) {
                 return batch;
             }
@@ -399,19 +402,55 @@ impl Worker<'_> {
     }
 
     fn apply_events(&mut self, events: &[Event]) -> Result<usize, Failure> {
-        match self.project(events) {
-            Ok((changes, state)) => self.commit(events, &changes, &state),
-            Err((failed_at, failure)) => {
-                let (failed_at, failure) = self.pin(events, failed_at, failure);
-                if failed_at > 0 {
-                    // Deterministic plugins: projecting the prefix again gives the same result.
-                    let prefix = &events[..failed_at];
-                    let (changes, state) = self.project(prefix).map_err(|(_, f)| f)?;
-                    self.commit(prefix, &changes, &state)?;
+        let (failed_at, failure) = match self.project(events) {
+            Ok((changes, state)) => match self.commit(events, &changes, &state) {
+                Err(Failure::Sink(error)) if error.caused_by_data() => self.pin_refused(events, error),
+                outcome => return outcome,
+            },
+            Err((failed_at, failure)) => self.pin(events, failed_at, failure),
+        };
+        if failed_at > 0 {
+            // Deterministic plugins: projecting the prefix again gives the same result.
+            let prefix = &events[..failed_at];
+            let (changes, state) = self.project(prefix).map_err(|(_, f)| f)?;
+            self.commit(prefix, &changes, &state)?;
+        }
+        Err(failure)
+    }
+
+    /// Narrows a batch the database refused for a value (see [`SinkError::caused_by_data`])
+    /// down to the first event whose effects it refuses: a binary search over prefixes of the
+    /// batch, each projected and written in a transaction that is rolled back.
+    fn pin_refused(&self, events: &[Event], error: SinkError) -> (usize, Failure) {
+        let spec = self.projector.plugin.spec();
+        let mut refusal = error.to_string();
+        // Invariant: events[..good] is accepted, events[..bad] is refused.
+        let (mut good, mut bad) = (0, events.len());
+        while bad - good > 1 {
+            let middle = good + (bad - good) / 2;
+            let prefix = &events[..middle];
+            let Ok((changes, state)) = self.project(prefix) else {
+                return (0, Failure::Sink(error));
+            };
+            let progress = self.progress(prefix);
+            match self.projector.handle.block_on(self.writer.probe(spec, &changes, state.writes(), &progress)) {
+                Ok(()) => good = middle,
+                Err(e) if e.caused_by_data() => {
+                    refusal = e.to_string();
+                    bad = middle;
                 }
-                Err(failure)
+                // The database went away or the partition moved during the search: stop
+                // where the batch started, as before.
+                Err(_) => return (0, Failure::Sink(error)),
             }
         }
+        let poison = &events[good];
+        let failure = Failure::Event {
+            partition: poison.partition,
+            offset: poison.offset,
+            message: format!("the database refused what the plugin made of this event: {refusal}"),
+        };
+        (good, failure)
     }
 
     /// Narrows a failed plugin call (a trap, the deadline, the memory cap) down to the event
@@ -423,9 +462,12 @@ impl Worker<'_> {
         if !matches!(failure, Failure::Call { .. }) {
             return (failed_at, failure);
         }
-        let per_call = self.projector.pipeline.events_per_call;
+        // The failing call is the one starting at `failed_at`.
+        let end = calls(events, &self.projector.pipeline)
+            .find(|call| call.start == failed_at)
+            .map_or(events.len(), |call| call.end);
         // Invariant: events[..good] projects, events[..bad] fails.
-        let (mut good, mut bad) = (failed_at, (failed_at + per_call).min(events.len()));
+        let (mut good, mut bad) = (failed_at, end);
         while bad - good > 1 {
             let middle = good + (bad - good) / 2;
             match self.project(&events[..middle]) {
@@ -500,9 +542,8 @@ impl Worker<'_> {
         };
         let mut state = StateOverlay::new(prefetched, loader);
         let mut changes = Changeset::new(spec);
-        let per_call = projector.pipeline.events_per_call;
-        for (call, chunk) in events.chunks(per_call).enumerate() {
-            let first = call * per_call;
+        for calls in calls(events, &projector.pipeline) {
+            let (first, chunk) = (calls.start, &events[calls]);
             let call_started = Instant::now();
             let outcome = plugin.handle(chunk, state);
             let seconds = call_started.elapsed().as_secs_f64();
@@ -545,22 +586,7 @@ impl Worker<'_> {
     ) -> Result<usize, Failure> {
         let projector = self.projector;
         let spec = projector.plugin.spec();
-        let assigned = self.consumer.context().assigned();
-        let mut progress: BTreeMap<i32, PartitionProgress> = BTreeMap::new();
-        for event in events {
-            let entry = progress
-                .entry(event.partition)
-                .or_insert_with(|| PartitionProgress {
-                    partition: event.partition,
-                    expected: assigned.get(&event.partition).copied().flatten(),
-                    next: event.offset + 1,
-                    last_event_ms: None,
-                });
-            entry.next = entry.next.max(event.offset + 1);
-            entry.last_event_ms = event.timestamp_ms.or(entry.last_event_ms);
-        }
-        let progress: Vec<PartitionProgress> = progress.into_values().collect();
-
+        let progress = self.progress(events);
         let committed =
             self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress))?;
         if !committed {
@@ -581,6 +607,25 @@ impl Worker<'_> {
             .batches_committed
             .fetch_add(1, Ordering::Relaxed);
         Ok(events.len())
+    }
+
+    /// How far `events` move each partition, from the stored offsets of the assignment.
+    fn progress(&self, events: &[Event]) -> Vec<PartitionProgress> {
+        let assigned = self.consumer.context().assigned();
+        let mut progress: BTreeMap<i32, PartitionProgress> = BTreeMap::new();
+        for event in events {
+            let entry = progress
+                .entry(event.partition)
+                .or_insert_with(|| PartitionProgress {
+                    partition: event.partition,
+                    expected: assigned.get(&event.partition).copied().flatten(),
+                    next: event.offset + 1,
+                    last_event_ms: None,
+                });
+            entry.next = entry.next.max(event.offset + 1);
+            entry.last_event_ms = event.timestamp_ms.or(entry.last_event_ms);
+        }
+        progress.into_values().collect()
     }
 
     /// Tells Kafka the new positions, asynchronously, so lag tools see them.
@@ -657,6 +702,41 @@ impl Worker<'_> {
     }
 }
 
+/// How a batch is cut into plugin calls: consecutive ranges of at most `events_per_call`
+/// events and `bytes_per_call` bytes (an event larger than that alone).
+fn calls<'a>(events: &'a [Event], config: &PipelineConfig) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+    let (most_events, most_bytes) = (config.events_per_call, config.bytes_per_call);
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= events.len() {
+            return None;
+        }
+        let mut end = start;
+        let mut bytes = 0;
+        while end < events.len() && end - start < most_events {
+            let size = event_bytes(&events[end]);
+            if end > start && bytes + size > most_bytes {
+                break;
+            }
+            bytes += size;
+            end += 1;
+        }
+        let call = start..end;
+        start = end;
+        Some(call)
+    })
+}
+
+/// What an event weighs when it is handed to a plugin.
+fn event_bytes(event: &Event) -> usize {
+    let headers: usize = event
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    event.key.as_ref().map_or(0, Vec::len) + event.value.as_ref().map_or(0, Vec::len) + headers
+}
+
 fn describe_range(chunk: &[Event]) -> String {
     let mut first: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for e in chunk {
@@ -717,5 +797,36 @@ impl Report {
             tracing::info!(projection = %projection, events = self.events, events_per_second = rate.round(), "Projection progress.");
             *self = Self::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(values: &[usize]) -> Vec<Event> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(offset, &size)| Event {
+                topic: "t".into(),
+                partition: 0,
+                offset: offset as i64,
+                key: Some(b"k".to_vec()),
+                value: Some(vec![b'x'; size - 1]),
+                headers: vec![],
+                timestamp_ms: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn calls_are_bounded_by_count_and_bytes() {
+        let config = PipelineConfig { events_per_call: 3, bytes_per_call: 100, ..PipelineConfig::default() };
+        let cut = |sizes: &[usize]| calls(&sized(sizes), &config).collect::<Vec<_>>();
+        assert_eq!(cut(&[10, 10, 10, 10, 10]), vec![0..3, 3..5], "by count");
+        assert_eq!(cut(&[60, 40, 1, 50]), vec![0..2, 2..4], "by bytes, exactly at the bound");
+        assert_eq!(cut(&[10, 500, 10]), vec![0..1, 1..2, 2..3], "an event over the bound goes alone");
+        assert_eq!(cut(&[]), Vec::<std::ops::Range<usize>>::new());
     }
 }

@@ -109,16 +109,26 @@ async fn database_connections_dropped_mid_stream_lose_and_double_nothing() {
     for slice in records.chunks(records.len().div_ceil(10)) {
         publish(&topic, slice).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let killed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name <> $2",
-        )
-        .bind(&database)
-        .bind(TEST_APPLICATION)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        terminated += killed;
+        // Each round waits until the host has reconnected (a slow start or a retry backoff
+        // under load must not leave a round with nothing to terminate), then drops it all.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let killed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name <> $2",
+            )
+            .bind(&database)
+            .bind(TEST_APPLICATION)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            terminated += killed;
+            if killed > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the host never reconnected: {}", host.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     assert!(terminated >= 10, "only {terminated} connections were terminated");
     wait_caught_up(&db, &topic, 3, Duration::from_secs(180)).await;
@@ -166,6 +176,126 @@ async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
         .unwrap();
     let expected: Vec<String> = (0..23).map(|i| format!("k{i:02}")).collect();
     assert_eq!(keys, expected, "everything before the poison event is applied, nothing after");
+}
+
+/// Waits until a projection fails; returns its error, partition, offset and schema.
+async fn failure_of(db: &TestDb, name: &str, host: &Host) -> (String, Option<i32>, Option<i64>, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let row = sqlx::query(
+            "SELECT last_error, error_partition, error_offset, schema_name FROM projector.deployments \
+             WHERE status = 'failed' AND name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap_or_default();
+        if let Some(row) = row {
+            return (row.get(0), row.get(1), row.get(2), row.get(3));
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} did not fail: {}", host.log_tail());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A record whose key holds a NUL character (which PostgreSQL text cannot store) and whose type
+/// no example projection handles: the examples skip it and stay exact, while the projection
+/// that stores the key fails at exactly that event, with partition, offset and a clear message,
+/// everything before it applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_byte_in_a_key_fails_only_the_projection_that_stores_it() {
+    let db = TestDb::create("nulkey").await;
+    let topic = create_topic("nulkey", 1).await;
+    let mut records = projector::demo::generate(200, 31);
+    let at = records.len() / 2;
+    records.insert(at, DemoRecord { key: "ord-nul-\u{0}-1".into(), headers: vec![], value: json!({"type": "Mystery"}) });
+    publish(&topic, &records).await;
+    let mut plugins = EXAMPLE_PLUGINS.to_vec();
+    plugins.push(MISBEHAVING);
+    let host = Host::start(&HostConfig::new("nulkey", &db.url, &topic, &plugins));
+
+    let (error, partition, offset, schema) = failure_of(&db, "misbehaving", &host).await;
+    assert_eq!((partition, offset), (Some(0), Some(at as i64)), "{error}");
+    assert!(error.contains("NUL character (U+0000)"), "{error}");
+    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let mut before: Vec<String> = records[..at].iter().map(|r| r.key.clone()).collect();
+    before.sort();
+    before.dedup();
+    assert_eq!(keys, before, "every key before the NUL record, none after");
+
+    wait_caught_up_beside(&db, &kafka(&topic), 3, &["misbehaving"], Duration::from_secs(120)).await;
+    assert_matches_model(&db, &records).await;
+}
+
+/// A value the database refuses although it passed every check of the host (here a key too
+/// large for its primary-key index) is narrowed to the event that produced it: the projection
+/// stops exactly there with the database's reason, everything before it applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_database_refuses_is_pinned_to_its_event() {
+    let db = TestDb::create("refused").await;
+    let topic = create_topic("refused", 1).await;
+    // 20,000 pseudo-random letters: too large for a btree entry even compressed.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let huge: String = (0..20_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (b'a' + (seed % 26) as u8) as char
+        })
+        .collect();
+    let records: Vec<DemoRecord> = (0..30)
+        .map(|i| DemoRecord {
+            key: if i == 17 { huge.clone() } else { format!("k{i:02}") },
+            headers: vec![],
+            value: json!({"type": "Fine"}),
+        })
+        .collect();
+    publish(&topic, &records).await;
+    let host = Host::start(&HostConfig::new("refused", &db.url, &topic, &[MISBEHAVING]));
+    let (error, partition, offset, schema) = failure_of(&db, "misbehaving", &host).await;
+    assert_eq!((partition, offset), (Some(0), Some(17)), "{error}");
+    assert!(error.contains("the database refused what the plugin made of this event"), "{error}");
+    assert!(error.contains("index row"), "{error}");
+    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..17).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(keys, expected, "everything before the refused event is applied, nothing after");
+}
+
+/// Large events are handed to a plugin a few at a time: calls are bounded by bytes as well as
+/// by count, so 100 valid events of 600 KB (60 MB, where a call of 500 events would hold them
+/// all) fit a 32 MiB memory cap and every one is applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_events_are_split_into_calls_that_fit_the_memory_cap() {
+    let db = TestDb::create("large").await;
+    let topic = create_topic("large", 1).await;
+    let pad = "x".repeat(600_000);
+    let records: Vec<DemoRecord> = (0..100)
+        .map(|i| DemoRecord { key: format!("big{i:03}"), headers: vec![], value: json!({"type": "Fine", "pad": pad}) })
+        .collect();
+    publish(&topic, &records).await;
+    // A long batch wait, so that the batch holds all of them (it is bounded at 64 MiB).
+    let config = HostConfig::new("large", &db.url, &topic, &[MISBEHAVING])
+        .with("PROJECTOR_PLUGINS__MAX_MEMORY_MIB", "32")
+        .with("PROJECTOR_PIPELINE__MAX_BATCH_WAIT_MS", "5000");
+    let host = Host::start(&config);
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let schema: String = sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(&format!("SELECT id, observed FROM \"{schema}\".probe ORDER BY id"))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let expected: Vec<(String, String)> = (0..100).map(|i| (format!("big{i:03}"), "ok".to_string())).collect();
+    assert_eq!(rows, expected, "{}", host.log_tail());
 }
 
 /// The broker goes away under a running host (SIGKILL) while events are pending, and comes back

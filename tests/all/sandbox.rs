@@ -9,7 +9,11 @@ use projector::runtime::{CallError, LoadError, Limits, Plugin, Runtime, StateOve
 use projector_tests::*;
 
 fn runtime() -> Runtime {
-    Runtime::new(Limits { call_timeout: Duration::from_millis(300), max_memory: 32 << 20 }, None).unwrap()
+    runtime_with(Duration::from_millis(300))
+}
+
+fn runtime_with(call_timeout: Duration) -> Runtime {
+    Runtime::new(Limits { call_timeout, max_memory: 32 << 20 }, None).unwrap()
 }
 
 fn event(offset: i64, kind: &str) -> Event {
@@ -50,6 +54,25 @@ fn a_looping_plugin_fails_its_call_at_the_deadline() {
     // The plugin stays usable: the next call gets a fresh instance.
     let (results, _) = plugin.handle(&[event(2, "Ok")], state()).unwrap();
     assert_eq!(observed(results[0].as_ref().unwrap()), "ok");
+}
+
+/// A sleep waits for nothing real (a plugin cannot block the host's thread out of the deadline's
+/// reach), so a long sleep returns at once and sleeping forever is a loop the deadline stops.
+#[test]
+fn a_sleeping_plugin_cannot_outlast_the_deadline() {
+    let limit = Duration::from_secs(1);
+    let runtime = runtime_with(limit);
+    let plugin = load(&runtime, MISBEHAVING);
+    let started = Instant::now();
+    let (results, _) = plugin.handle(&[event(0, "Sleep")], state()).unwrap();
+    assert_eq!(observed(results[0].as_ref().unwrap()), "slept");
+    assert!(started.elapsed() < limit, "a 40 s sleep took {:?}", started.elapsed());
+
+    let started = Instant::now();
+    let error = plugin.handle(&[event(1, "Ok"), event(2, "Doze")], state()).err().unwrap();
+    let took = started.elapsed();
+    assert_eq!(error, CallError::Timeout(limit));
+    assert!(took < limit.mul_f64(1.5), "stopped {took:?} into a {limit:?} deadline");
 }
 
 #[test]

@@ -120,6 +120,13 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Replace wasmtime-wasi's timers, which block the thread on the host's clock.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<Sandbox, sandbox::InstantTimers>(
+            &mut linker,
+            Sandbox::timers,
+        )?;
+        linker.allow_shadowing(false);
         Projection::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         let ticker = Arc::new(AtomicBool::new(true));
         let running = ticker.clone();

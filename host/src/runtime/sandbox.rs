@@ -4,12 +4,19 @@
 //! directories, no environment, no arguments, no sockets or name lookup; its clocks are frozen
 //! at the Unix epoch and its random sources replay a fixed byte sequence. So the same events
 //! always produce the same operations, whichever language the plugin was written in.
+//! - Nothing here blocks for real: timers (`subscribe-duration`, `subscribe-instant`) are due
+//!   at once, so a plugin that sleeps keeps running guest code, where the epoch deadline
+//!   reaches it. (wasmtime-wasi's own timers wait on the host's clock inside `poll`, out of the
+//!   deadline's reach.)
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use wasmtime::component::{HasData, Resource};
 use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView,
 };
@@ -226,6 +233,56 @@ impl HostMonotonicClock for FrozenClock {
     }
 }
 
+/// `wasi:clocks/monotonic-clock` as a plugin sees it: frozen at zero, every timer due at once.
+pub struct InstantTimers;
+
+impl HasData for InstantTimers {
+    type Data<'a> = Timers<'a>;
+}
+
+/// The view [`InstantTimers`] works on.
+pub struct Timers<'a>(&'a mut ResourceTable);
+
+impl Sandbox {
+    /// The view the monotonic clock's host functions need.
+    pub fn timers(&mut self) -> Timers<'_> {
+        Timers(&mut self.table)
+    }
+}
+
+/// A timer that is always due.
+struct Due;
+
+#[async_trait::async_trait]
+impl Pollable for Due {
+    async fn ready(&mut self) {}
+}
+
+impl Timers<'_> {
+    fn due(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let timer = self.0.push(Due)?;
+        wasmtime_wasi::p2::subscribe(self.0, timer)
+    }
+}
+
+impl monotonic_clock::Host for Timers<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(HostMonotonicClock::now(&FrozenClock))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(HostMonotonicClock::resolution(&FrozenClock))
+    }
+
+    fn subscribe_instant(&mut self, _when: monotonic_clock::Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        self.due()
+    }
+
+    fn subscribe_duration(&mut self, _duration: monotonic_clock::Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        self.due()
+    }
+}
+
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -262,6 +319,9 @@ impl state::Host for Sandbox {
 fn check_key(key: &str) -> wasmtime::Result<()> {
     if key.is_empty() || key.len() > MAX_STATE_KEY {
         wasmtime::bail!("state keys must be 1 to {MAX_STATE_KEY} bytes long");
+    }
+    if key.contains('\0') {
+        wasmtime::bail!("state keys cannot contain a NUL character (U+0000)");
     }
     Ok(())
 }

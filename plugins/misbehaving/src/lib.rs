@@ -1,7 +1,8 @@
 //! `misbehaving`: a test fixture, never deployed. It proves the sandbox's limits with a real
 //! component: on an event of type `Spin` it loops forever, on `Hog` it allocates without end,
-//! on `Panic` it panics, on `Ambient` it records what the clock, randomness, environment and
-//! filesystem look like from inside; any other event upserts a row keyed by the record key.
+//! on `Panic` it panics, on `Sleep` it sleeps for 40 s, on `Doze` it sleeps a second at a time
+//! forever, on `Ambient` it records what the clock, randomness, environment and filesystem look
+//! like from inside; any other event upserts a row keyed by the record key.
 
 use projector_sdk::{Collection, Context, Error, Event, Field, Operation, Projection, ProjectionSpec};
 
@@ -28,6 +29,13 @@ impl Projection for Misbehaving {
             Some("Hog") => hog(),
             Some("Panic") => panic!("misbehaving plugin panicked on purpose at offset {}", event.offset),
             Some("Ambient") => ambient(),
+            Some("Sleep") => {
+                std::thread::sleep(std::time::Duration::from_secs(40));
+                "slept".to_string()
+            }
+            Some("Doze") => loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            },
             _ => "ok".to_string(),
         };
         Ok(vec![Operation::upsert(COLLECTION, id).set("observed", observed).into()])

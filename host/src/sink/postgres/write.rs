@@ -41,6 +41,17 @@ impl SinkError {
             SinkError::Database(error) => is_transient(error),
         }
     }
+
+    /// Whether the database refused a value (a data exception, a constraint, a value too
+    /// large for an index): something one event produced, not the database's state.
+    pub fn caused_by_data(&self) -> bool {
+        match self {
+            SinkError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                code.starts_with("22") || code.starts_with("23") || code == "54000"
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// Whether a database error is worth retrying.
@@ -117,11 +128,13 @@ impl BatchWriter {
         if keys.is_empty() {
             return Ok(found);
         }
+        // A key with a NUL character cannot be stored, so it has no state.
+        let storable: Vec<&str> = keys.iter().map(String::as_str).filter(|k| !k.contains('\0')).collect();
         let rows = sqlx::query(&format!(
             "SELECT key, value FROM {} WHERE key = ANY($1)",
             qualified(&self.schema, "_state")
         ))
-        .bind(keys)
+        .bind(&storable)
         .fetch_all(&self.pool)
         .await?;
         for row in rows {
@@ -132,6 +145,9 @@ impl BatchWriter {
 
     /// The stored state of one key.
     pub async fn load_one(&self, key: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        if key.contains('\0') {
+            return Ok(None);
+        }
         sqlx::query_scalar(&format!(
             "SELECT value FROM {} WHERE key = $1",
             qualified(&self.schema, "_state")
@@ -149,6 +165,29 @@ impl BatchWriter {
         state: &HashMap<String, Option<Vec<u8>>>,
         progress: &[PartitionProgress],
     ) -> Result<(), SinkError> {
+        self.write(spec, changes, state, progress, true).await
+    }
+
+    /// Writes a batch as [`BatchWriter::commit`] does, then rolls it back: whether the
+    /// database would accept it.
+    pub async fn probe(
+        &self,
+        spec: &Spec,
+        changes: &Changeset,
+        state: &HashMap<String, Option<Vec<u8>>>,
+        progress: &[PartitionProgress],
+    ) -> Result<(), SinkError> {
+        self.write(spec, changes, state, progress, false).await
+    }
+
+    async fn write(
+        &self,
+        spec: &Spec,
+        changes: &Changeset,
+        state: &HashMap<String, Option<Vec<u8>>>,
+        progress: &[PartitionProgress],
+        keep: bool,
+    ) -> Result<(), SinkError> {
         let mut tx = self.pool.begin().await?;
         // Offsets first: a stale owner is stopped before it does any work, and the offset
         // row locks serialize two owners of one partition.
@@ -161,7 +200,11 @@ impl BatchWriter {
                 write_rows(&mut tx, &self.schema, collection, info, rows).await?;
             }
         }
-        tx.commit().await?;
+        if keep {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
         Ok(())
     }
 }
