@@ -2,9 +2,10 @@
 //!
 //! A *deployment* is one build of one projection version: its component (by sha256), its
 //! declaration, its schema and consumer group, and its status. `building` deployments catch up
-//! from the start of the topic; exactly one deployment per name is `live` (its collections are
-//! the public views); the previous live one stays `standby` (still consuming) for an instant
-//! rollback. Every host instance reconciles against this table, so it is the single source of
+//! from the start of the topic; at most one deployment per name is *serving* (its collections
+//! are the public views): the `live` one, or the one that failed while live, which keeps
+//! answering from its last committed batch until it is hot-swapped, rolled back or replaced.
+//! The previous live one stays `standby` (still consuming) for an instant rollback. Every host instance reconciles against this table, so it is the single source of
 //! truth for what runs where.
 //!
 //! Invariants:
@@ -100,6 +101,8 @@ pub struct Deployment {
     pub status: Status,
     /// Paused deployments keep their place but consume nothing.
     pub paused: bool,
+    /// Whether its collections are the public views: it is live, or failed while live.
+    pub serving: bool,
     /// The error that stopped it, if any.
     pub last_error: Option<String>,
     /// Partition of the event that caused the error, when one did.
@@ -171,7 +174,7 @@ pub struct Registry {
 }
 
 const COLUMNS: &str = "id, name, version, build, sha256, spec, schema_name, consumer_group, status, \
-     paused, last_error, error_partition, error_offset, uploaded_by, created_at, activated_at";
+     paused, serving, last_error, error_partition, error_offset, uploaded_by, created_at, activated_at";
 
 impl Registry {
     /// A registry over `pool` (the host's schema must exist: see `Database::connect`).
@@ -209,10 +212,10 @@ impl Registry {
         rows.iter().map(deployment).collect()
     }
 
-    /// The live deployment serving a public collection, if any.
-    pub async fn live_for_collection(&self, collection: &str) -> Result<Option<Deployment>, sqlx::Error> {
+    /// The deployment serving a public collection, if any.
+    pub async fn serving_collection(&self, collection: &str) -> Result<Option<Deployment>, sqlx::Error> {
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE status = 'live' \
+            "SELECT {COLUMNS} FROM projector.deployments WHERE serving \
              AND spec->'collections' @> jsonb_build_array(jsonb_build_object('name', $1::text))"
         ))
         .bind(collection)
@@ -294,8 +297,8 @@ impl Registry {
         Ok(Created::New(deployment(&row)?))
     }
 
-    /// Makes a building deployment live: its views replace the previous live deployment's, which
-    /// becomes standby. Returns false when it was not building any more (another instance
+    /// Makes a building deployment live: its views replace the serving deployment's, which
+    /// becomes standby (or stays failed). Returns false when it was not building any more (another instance
     /// promoted it, or it was removed): a promotion happens once.
     pub async fn promote(&self, id: i64) -> Result<bool, RegistryError> {
         let mut tx = self.locked().await?;
@@ -310,7 +313,7 @@ impl Registry {
         };
         let promoted = deployment(&row)?;
         let previous = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND status = 'live'"
+            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND serving"
         ))
         .bind(&promoted.name)
         .fetch_optional(&mut *tx)
@@ -324,19 +327,20 @@ impl Registry {
         Ok(true)
     }
 
-    /// Puts the most recent standby deployment back live and the live one on standby.
+    /// Puts the most recent standby deployment back live; the serving one goes on standby (or
+    /// stays failed, no longer serving).
     pub async fn rollback(&self, name: &str) -> Result<Deployment, RegistryError> {
         let mut tx = self.locked().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND status IN ('live', 'standby') \
-             ORDER BY (status = 'live') DESC, activated_at DESC NULLS LAST"
+            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND (serving OR status = 'standby') \
+             ORDER BY serving DESC, activated_at DESC NULLS LAST"
         ))
         .bind(name)
         .fetch_all(&mut *tx)
         .await?;
         let deployments: Vec<Deployment> = rows.iter().map(deployment).collect::<Result<_, _>>()?;
         let (live, standby) = match deployments.as_slice() {
-            [live, standby, ..] if live.status == Status::Live => (live, standby),
+            [live, standby, ..] if live.serving => (live, standby),
             [] => return Err(RegistryError::NotFound(name.into())),
             _ => return Err(RegistryError::Conflict(format!("{name} has no standby deployment to roll back to"))),
         };
@@ -346,13 +350,14 @@ impl Registry {
         Ok(standby.clone())
     }
 
-    /// Replaces the code of the live deployment without a rebuild. The new component must
-    /// declare the same collections and fields.
+    /// Replaces the code of the serving deployment without a rebuild; one that failed is live
+    /// again and resumes from its stored offsets. The new component must declare the same
+    /// collections and fields.
     pub async fn hot_swap(&self, spec: &Spec, component: Component<'_>) -> Result<Deployment, RegistryError> {
         let sha256 = component.sha256;
         let mut tx = self.locked().await?;
         let live = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND status = 'live'"
+            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND serving"
         ))
         .bind(spec.name())
         .fetch_optional(&mut *tx)
@@ -397,7 +402,7 @@ impl Registry {
         Ok(())
     }
 
-    /// Records that a deployment stopped on an error.
+    /// Records that a deployment stopped on an error. One that was serving goes on serving.
     pub async fn fail(
         &self,
         id: i64,
@@ -435,7 +440,7 @@ impl Registry {
         if deployments.is_empty() {
             return Err(RegistryError::NotFound(name.into()));
         }
-        if let Some(live) = deployments.iter().find(|d| d.status == Status::Live) {
+        if let Some(live) = deployments.iter().find(|d| d.serving) {
             for statement in ddl::drop_views(&Spec::new(live.spec.clone()).map_err(|e| RegistryError::Conflict(e.to_string()))?) {
                 sqlx::query(&statement).execute(&mut *tx).await?;
             }
@@ -482,7 +487,7 @@ async fn store_component(
 }
 
 impl Registry {
-    /// Removes one deployment that is not live (a standby kept for rollback, a failed build):
+    /// Removes one deployment that is not serving (a standby kept for rollback, a failed build):
     /// its row and schema. Returns its consumer group, for the caller to delete from Kafka.
     pub async fn remove_deployment(&self, name: &str, id: i64) -> Result<String, RegistryError> {
         let mut tx = self.locked().await?;
@@ -495,9 +500,9 @@ impl Registry {
             .map(deployment)
             .transpose()?
             .ok_or_else(|| RegistryError::NotFound(format!("{name} deployment {id}")))?;
-        if d.status == Status::Live {
+        if d.serving {
             return Err(RegistryError::Conflict(format!(
-                "deployment {id} of {name} is live; roll back first, or remove the whole projection"
+                "deployment {id} of {name} is serving; roll back first, or remove the whole projection"
             )));
         }
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema)))
@@ -522,15 +527,18 @@ async fn swap(
         for statement in ddl::drop_views(&old) {
             sqlx::query(&statement).execute(&mut **tx).await?;
         }
-        sqlx::query("UPDATE projector.deployments SET status = 'standby' WHERE id = $1")
-            .bind(previous.id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE projector.deployments SET serving = false, \
+             status = CASE WHEN status = 'live' THEN 'standby' ELSE status END WHERE id = $1",
+        )
+        .bind(previous.id)
+        .execute(&mut **tx)
+        .await?;
     }
     for statement in ddl::publish_views(&next.schema, &spec) {
         sqlx::query(&statement).execute(&mut **tx).await?;
     }
-    sqlx::query("UPDATE projector.deployments SET status = 'live', activated_at = now() WHERE id = $1")
+    sqlx::query("UPDATE projector.deployments SET status = 'live', serving = true, activated_at = now() WHERE id = $1")
         .bind(next.id)
         .execute(&mut **tx)
         .await?;
@@ -570,6 +578,7 @@ fn deployment(row: &sqlx::postgres::PgRow) -> Result<Deployment, sqlx::Error> {
         consumer_group: row.try_get("consumer_group")?,
         status: Status::parse(row.try_get::<&str, _>("status")?),
         paused: row.try_get("paused")?,
+        serving: row.try_get("serving")?,
         last_error: row.try_get("last_error")?,
         error_partition: row.try_get("error_partition")?,
         error_offset: row.try_get("error_offset")?,

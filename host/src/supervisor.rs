@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{ProjectionStatus, Projector};
 use crate::progress::{self, Board, Watermarks};
 use crate::registry::{Deployment, Registry, Status, CHANNEL};
-use crate::runtime::{Plugin, Runtime};
+use crate::runtime::{CallError, LoadError, Plugin, Runtime};
 use crate::sink::postgres::Database;
 
 struct Running {
@@ -47,7 +47,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Compiled plugins by sha256.
     pub plugins: Arc<std::sync::Mutex<HashMap<String, Arc<Plugin>>>>,
-    /// The live deployment serving each public collection, refreshed on every reconcile.
+    /// The deployment serving each public collection, refreshed on every reconcile.
     pub catalog: Arc<std::sync::RwLock<HashMap<String, Deployment>>>,
     /// The live counters of every deployment this instance runs, by deployment id.
     pub workers: Arc<std::sync::Mutex<HashMap<i64, Arc<ProjectionStatus>>>>,
@@ -70,6 +70,20 @@ impl Shared {
     }
 }
 
+/// First delay before starting a deployment again after a start error that may pass.
+const START_RETRY: Duration = Duration::from_secs(1);
+/// Longest delay between such tries.
+const START_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Whether a start error may pass by itself: the database unavailable or busy (a pool timeout),
+/// or `describe` past its deadline (the machine is loaded). Anything else fails the deployment.
+fn start_may_pass(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<sqlx::Error>().is_some_and(crate::sink::postgres::is_transient)
+            || matches!(cause.downcast_ref::<LoadError>(), Some(LoadError::Describe(CallError::Timeout(_))))
+    })
+}
+
 /// Runs workers to match the registry until `cancel` fires.
 pub struct Supervisor {
     shared: Shared,
@@ -78,12 +92,15 @@ pub struct Supervisor {
     watermarks: Option<Arc<Watermarks>>,
     /// The last reconcile error, so a lasting one is logged once, not every tick.
     last_error: Option<String>,
+    /// Deployments whose start failed for a reason that may pass (the database busy, a
+    /// `describe` slow under load): when to try again, and the delay before that try.
+    retry: HashMap<i64, (Instant, Duration)>,
 }
 
 impl Supervisor {
     /// A supervisor over the shared pieces.
     pub fn new(shared: Shared, cancel: CancellationToken) -> Self {
-        Self { shared, cancel, running: HashMap::new(), watermarks: None, last_error: None }
+        Self { shared, cancel, running: HashMap::new(), watermarks: None, last_error: None, retry: HashMap::new() }
     }
 
     /// Reconciles until cancelled, then stops every worker (each finishes its batch).
@@ -158,11 +175,24 @@ impl Supervisor {
             self.shared.workers.lock().expect("not poisoned").remove(&id);
             tracing::info!(deployment = id, "Worker stopped.");
         }
+        self.retry.retain(|id, _| wanted.contains_key(id));
         for deployment in wanted.values() {
-            if !self.running.contains_key(&deployment.id) {
-                if let Err(e) = self.start(deployment).await {
-                    tracing::error!(projection = %deployment.name, deployment = deployment.id, error = %format!("{e:#}"), "Cannot start the deployment.");
-                    self.shared.registry.fail(deployment.id, &format!("cannot start: {e:#}"), None).await?;
+            let id = deployment.id;
+            if self.running.contains_key(&id) || self.retry.get(&id).is_some_and(|(at, _)| Instant::now() < *at) {
+                continue;
+            }
+            match self.start(deployment).await {
+                Ok(()) => {
+                    self.retry.remove(&id);
+                }
+                Err(e) if start_may_pass(&e) => {
+                    let delay = self.retry.get(&id).map_or(START_RETRY, |(_, d)| (*d * 2).min(START_RETRY_MAX));
+                    tracing::warn!(projection = %deployment.name, deployment = id, error = %format!("{e:#}"), retry_in = ?delay, "Cannot start the deployment for now; retrying.");
+                    self.retry.insert(id, (Instant::now() + delay, delay));
+                }
+                Err(e) => {
+                    tracing::error!(projection = %deployment.name, deployment = id, error = %format!("{e:#}"), "Cannot start the deployment.");
+                    self.shared.registry.fail(id, &format!("cannot start: {e:#}"), None).await?;
                 }
             }
         }
@@ -173,7 +203,7 @@ impl Supervisor {
     fn publish_catalog(&self, deployments: &[Deployment]) {
         let catalog: HashMap<String, Deployment> = deployments
             .iter()
-            .filter(|d| d.status == Status::Live)
+            .filter(|d| d.serving)
             .flat_map(|d| d.spec.collections.iter().map(move |c| (c.name.clone(), d.clone())))
             .collect();
         *self.shared.catalog.write().expect("not poisoned") = catalog;
@@ -236,5 +266,21 @@ impl Supervisor {
         let ids: Vec<i64> = deployments.iter().map(|d| d.id).collect();
         self.shared.board.retain(&ids);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_errors_that_may_pass_are_told_apart() {
+        assert!(start_may_pass(&anyhow::Error::from(sqlx::Error::PoolTimedOut)));
+        let slow = LoadError::Describe(CallError::Timeout(Duration::from_secs(5)));
+        assert!(start_may_pass(&anyhow::Error::from(slow).context("loading")));
+        assert!(!start_may_pass(&anyhow::Error::from(LoadError::NotWasm)));
+        let trapped = LoadError::Describe(CallError::Trap { message: "boom".into() });
+        assert!(!start_may_pass(&anyhow::Error::from(trapped)));
+        assert!(!start_may_pass(&anyhow::Error::from(sqlx::Error::RowNotFound)));
     }
 }

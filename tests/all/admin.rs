@@ -459,3 +459,123 @@ async fn the_admin_api_describes_itself_in_openapi() {
     let unauthenticated = api.http.get(format!("{}/admin/openapi.json", api.base)).send().await.unwrap();
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Waits until deployment `id` of `name` is failed, serving or not; returns its description.
+async fn wait_failed(api: &Api, name: &str, id: i64, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let deployments = api.deployments(name).await;
+        if let Some(d) = deployments.iter().find(|d| d["id"] == id && d["state"] == "failed") {
+            return d.clone();
+        }
+        assert!(Instant::now() < deadline, "{name} deployment {id} did not fail: {deployments:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A live projection that fails is not gone: it keeps answering from its last committed batch,
+/// every answer flagged (`status: failed`, the error with its partition and offset, the
+/// watermark), a read waiting for an offset it will not apply is told at once, and it can be
+/// hot-swapped (it is live again and resumes from its stored offsets; this fixture fails on the
+/// same event again, deterministically).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_projection_that_fails_keeps_serving_flagged_and_can_be_hot_swapped() {
+    let db = TestDb::create("failedlive").await;
+    let topic = create_topic("failedlive", 1).await;
+    let record = |i: usize, kind: &str| projector::demo::DemoRecord { key: format!("k{i:02}"), headers: vec![], value: json!({"type": kind}) };
+    publish(&topic, &(0..10).map(|i| record(i, "Fine")).collect::<Vec<_>>()).await;
+    let config = HostConfig::new("failedlive", &db.url, &topic, &[MISBEHAVING]);
+    let host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let id = api.deployments("misbehaving").await[0]["id"].as_i64().unwrap();
+    publish(&topic, &[record(10, "Panic"), record(11, "Fine")]).await;
+    let failed = wait_failed(&api, "misbehaving", id, Duration::from_secs(60)).await;
+    assert_eq!(failed["serving"], true, "{failed}");
+    assert_eq!(failed["last_error"]["offset"], 10, "{failed}");
+
+    let query = reqwest::Client::new();
+    let get = |path: String| {
+        let request = query.get(format!("{}{path}", config.query_url()));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // The catalog follows the registry within a reconcile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = get("/read-models/probe?limit=100".into()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["consistency"]["status"] == "failed" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "answers are not flagged: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(ids, expected, "{body}");
+    let error = body["consistency"]["error"].as_str().unwrap();
+    assert!(error.contains("partition 0 offset 10") && error.contains("panicked on purpose at offset 10"), "{error}");
+    assert_eq!(body["consistency"]["watermark"], json!({"0": 10}));
+    let (status, row) = get("/read-models/probe/k03".into()).await;
+    assert_eq!((status, row["data"]["observed"].clone()), (StatusCode::OK, json!("ok")), "{row}");
+    let asked = Instant::now();
+    let (status, body) = get("/read-models/probe/k03?after=0:11&wait_ms=10000".into()).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("projection_failed")), "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(5), "a read-your-writes wait on a failed projection took {:?}", asked.elapsed());
+
+    let mut patched = wasm(MISBEHAVING);
+    patched.extend_from_slice(&[0, 8, 7]);
+    patched.extend_from_slice(b"patched");
+    let (status, body) = api.upload(patched, "?mode=hot-swap").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], "hot-swapped");
+    let again = wait_failed(&api, "misbehaving", id, Duration::from_secs(60)).await;
+    assert_ne!(again["sha256"], failed["sha256"], "{again}");
+    assert_eq!(again["last_error"]["offset"], 10, "resumed from its stored offset: {again}");
+    assert_eq!(count(&db, "SELECT count(*) FROM read_models.probe").await, 10, "{}", host.log_tail());
+}
+
+/// A failed serving deployment can be rolled back to its standby, which answers as live again.
+/// (The failure is recorded through the registry, as a worker records one: no fixture has two
+/// versions of which the newer fails.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_serving_deployment_rolls_back_to_its_standby() {
+    let db = TestDb::create("failedroll").await;
+    let topic = create_topic("failedroll", 2).await;
+    let records = projector::demo::generate(300, 41);
+    publish(&topic, &records).await;
+    let config = HostConfig::new("failedroll", &db.url, &topic, &[ORDER_SUMMARIES]);
+    let _host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let (status, body) = api.upload(wasm(ORDER_SUMMARIES_V2), "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v2 = body["deployment"]["id"].as_i64().unwrap();
+    api.wait_state("order-summaries", v2, "live", Duration::from_secs(120)).await;
+
+    let registry = projector::registry::Registry::new(db.pool.clone());
+    registry.fail(v2, "event at partition 1 offset 7: broken on purpose", Some((1, 7))).await.unwrap();
+    let failed = wait_failed(&api, "order-summaries", v2, Duration::from_secs(30)).await;
+    assert_eq!(failed["serving"], true);
+    let (status, body) = api.get("/admin/projections/order-summaries").await;
+    assert_eq!((status, body["live_version"].clone(), body["serving_version"].clone()), (StatusCode::OK, Value::Null, json!(2)), "{body}");
+
+    let (status, body) = api.post("/admin/projections/order-summaries/rollback").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["live"]["version"], 1);
+    let states: Vec<(String, bool)> = api
+        .deployments("order-summaries")
+        .await
+        .iter()
+        .map(|d| (d["state"].as_str().unwrap().to_string(), d["serving"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(states, [("failed".to_string(), false), ("live".to_string(), true)]);
+    let rows = db.json_rows(SUMMARIES_SQL).await;
+    assert!(rows.iter().all(|r| r.get("event_count").is_none()), "version 1's view is back");
+    assert_rows_eq("order_summaries after rollback", &rows, &expected::Model::of(&records).summaries());
+}

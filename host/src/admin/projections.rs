@@ -35,6 +35,7 @@ fn describe(shared: &Shared, d: &Deployment) -> Value {
         "version": d.version,
         "build": d.build,
         "state": state(d),
+        "serving": d.serving,
         "sha256": d.sha256,
         "schema": d.schema,
         "consumer_group": d.consumer_group,
@@ -72,9 +73,11 @@ fn consumer(shared: &Shared, id: i64) -> Value {
 
 fn summary(shared: &Shared, name: &str, deployments: &[&Deployment]) -> Value {
     let live = deployments.iter().find(|d| d.status == Status::Live);
+    let serving = deployments.iter().find(|d| d.serving);
     json!({
         "name": name,
         "live_version": live.map(|d| d.version),
+        "serving_version": serving.map(|d| d.version),
         "deployments": deployments.iter().map(|d| describe(shared, d)).collect::<Vec<_>>(),
     })
 }
@@ -115,7 +118,7 @@ pub async fn rebuild(
     let deployments = shared.registry.of(&name).await?;
     let source = deployments
         .iter()
-        .find(|d| d.status == Status::Live)
+        .find(|d| d.serving)
         .or_else(|| deployments.first())
         .expect("of() returns at least one");
     let spec = Spec::new(source.spec.clone()).map_err(ApiError::internal)?;

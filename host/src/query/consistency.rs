@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use crate::admin::ApiError;
-use crate::registry::Deployment;
+use crate::registry::{Deployment, Status};
 use crate::sink::postgres::ddl::qualified;
 use crate::supervisor::Shared;
 
@@ -30,6 +30,11 @@ pub struct Consistency {
     pub lag: Option<i64>,
     /// True when the lag is over the configured threshold.
     pub stale: bool,
+    /// `live`, or `failed`: the projection stopped on an error and the answer comes from its
+    /// last committed batch (the watermark says how far that is).
+    pub status: String,
+    /// Why it stopped, with the partition and offset when an event caused it.
+    pub error: Option<String>,
 }
 
 async fn watermark(
@@ -57,6 +62,22 @@ pub async fn consistency(shared: &Shared, deployment: &Deployment) -> Result<Con
         last_event_at,
         lag,
         stale: lag.is_some_and(|l| l > shared.config.query.stale_lag),
+        status: deployment.status.to_string(),
+        error: failure(deployment),
+    })
+}
+
+/// A failed deployment's error, with where it happened.
+fn failure(deployment: &Deployment) -> Option<String> {
+    if deployment.status != Status::Failed {
+        return None;
+    }
+    let message = deployment.last_error.clone().unwrap_or_default();
+    Some(match (deployment.error_partition, deployment.error_offset) {
+        (Some(partition), Some(offset)) if !message.contains("partition") => {
+            format!("at partition {partition} offset {offset}: {message}")
+        }
+        _ => message,
     })
 }
 
@@ -79,6 +100,15 @@ pub async fn wait_for(
     after: &[(i32, i64)],
     wait: Duration,
 ) -> Result<(), ApiError> {
+    if let Some(error) = failure(deployment) {
+        let details = serde_json::json!({"projection": deployment.name, "version": deployment.version, "error": error});
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "projection_failed",
+            format!("{} v{} stopped on an error and applies nothing more until it is fixed: {error}", deployment.name, deployment.version),
+        )
+        .with_details(details));
+    }
     let deadline = Instant::now() + wait;
     loop {
         let (watermark, _) = watermark(shared.database.pool(), &deployment.schema).await?;

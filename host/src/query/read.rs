@@ -26,7 +26,7 @@ pub async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collect
     let cached = shared.catalog.read().expect("not poisoned").get(name).cloned();
     let deployment = match cached {
         Some(deployment) => deployment,
-        None => shared.registry.live_for_collection(name).await?.ok_or_else(not_found)?,
+        None => shared.registry.serving_collection(name).await?.ok_or_else(not_found)?,
     };
     let collection = deployment.spec.collections.iter().find(|c| c.name == name).cloned().ok_or_else(not_found)?;
     Ok((deployment, collection))

@@ -77,6 +77,12 @@ pub const BOOTSTRAP: &[&str] = &[
          UNIQUE (name, version, build))"#,
     // One live deployment per projection: the one behind the public views.
     "CREATE UNIQUE INDEX IF NOT EXISTS deployments_one_live ON projector.deployments (name) WHERE status = 'live'",
+    // `serving`: the deployment behind the public views, live or failed since (a registry from
+    // before the column: the live ones serve).
+    "ALTER TABLE projector.deployments ADD COLUMN IF NOT EXISTS serving boolean",
+    "UPDATE projector.deployments SET serving = (status = 'live') WHERE serving IS NULL",
+    "ALTER TABLE projector.deployments ALTER COLUMN serving SET DEFAULT false, ALTER COLUMN serving SET NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS deployments_one_serving ON projector.deployments (name) WHERE serving",
 ];
 
 /// Statements creating a deployment's schema and tables, idempotently.
