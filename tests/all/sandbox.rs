@@ -75,6 +75,22 @@ fn a_sleeping_plugin_cannot_outlast_the_deadline() {
     assert!(took < limit.mul_f64(1.5), "stopped {took:?} into a {limit:?} deadline");
 }
 
+/// State writes and returned operations are capped per call, so a plugin cannot make the host
+/// hold without bound what it produces.
+#[test]
+fn floods_of_state_writes_and_operations_fail_the_call() {
+    let runtime = Runtime::new(Limits { call_timeout: Duration::from_secs(30), max_memory: 256 << 20 }, None).unwrap();
+    let plugin = load(&runtime, MISBEHAVING);
+    let error = plugin.handle(&[event(0, "Flood")], state()).err().unwrap();
+    let CallError::Trap { message } = error else { panic!("{error:?}") };
+    assert!(message.contains("more than 100000 state writes in one call"), "{message}");
+    let error = plugin.handle(&[event(1, "Ok"), event(2, "Burst")], state()).err().unwrap();
+    assert_eq!(
+        error,
+        CallError::Contract("handle returned 200001 operations for 2 events; one call may return at most 100000".into())
+    );
+}
+
 #[test]
 fn a_hoarding_plugin_fails_its_call_at_the_memory_cap() {
     let runtime = runtime();
@@ -154,4 +170,34 @@ fn an_unavailable_state_store_is_a_retryable_failure_not_a_trap() {
     let broken = StateOverlay::new(HashMap::new(), Box::new(|_| Err(anyhow::anyhow!("relation does not exist"))));
     let Err(error) = plugin.handle(&events, broken) else { panic!("the call succeeded without state") };
     assert!(matches!(&error, CallError::Trap { message } if message.contains("relation does not exist")), "{error:?}");
+}
+
+/// The compiled-artifact cache checks each file's keyed checksum before deserializing it: a
+/// corrupted (or planted) artifact is refused, compiled again and replaced.
+#[test]
+fn a_tampered_compiled_artifact_is_refused_and_compiled_again() {
+    let dir = std::env::temp_dir().join(unique("artifacts"));
+    let limits = || Limits { call_timeout: Duration::from_secs(5), max_memory: 32 << 20 };
+    load(&Runtime::new(limits(), Some(dir.clone())).unwrap(), MISBEHAVING);
+    let artifacts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    let [artifact] = artifacts.as_slice() else { panic!("{artifacts:?}") };
+    let good = std::fs::read(artifact).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x5a;
+    std::fs::write(artifact, &bad).unwrap();
+
+    let plugin = load(&Runtime::new(limits(), Some(dir.clone())).unwrap(), MISBEHAVING);
+    let (results, _) = plugin.handle(&[event(0, "Ok")], state()).unwrap();
+    assert_eq!(observed(results[0].as_ref().unwrap()), "ok");
+    let rewritten = std::fs::read(artifact).unwrap();
+    assert_ne!(rewritten, bad, "the corrupted artifact was replaced");
+    assert_eq!(rewritten.len(), good.len());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "the artifact and the key, no temporary files: {leftovers:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,7 +2,10 @@
 //!
 //! Invariants:
 //! - A component is compiled once; the compiled artifact is cached on disk by the sha256 of
-//!   the component and the engine's compatibility hash, so restarts skip compilation.
+//!   the component and the engine's compatibility hash, so restarts skip compilation. Each
+//!   artifact carries an HMAC-SHA256 under a key only this cache directory holds, checked
+//!   before the bytes are deserialized (deserializing runs native code as it is): a file
+//!   planted, truncated or corrupted in the cache is refused and compiled again.
 //! - Every call gets a fresh `Store` from a pre-instantiated component: no state survives a
 //!   call except through the `state` import, and a trap poisons nothing.
 //! - Every call is bounded from its first instruction by a deadline (epoch interruption) and a
@@ -28,6 +31,9 @@ use crate::spec::{Spec, SpecError};
 use bindings::{Projection, ProjectionPre};
 use sandbox::Sandbox;
 use types::{Event, Operation};
+
+/// Most operations one call may return, over all its events.
+pub const MAX_OPERATIONS: usize = 100_000;
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -195,7 +201,7 @@ impl Runtime {
             .hash(&mut hasher);
         let path = dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
         if path.exists() {
-            match load_artifact(&self.engine, &path) {
+            match load_artifact(&self.engine, dir, &path) {
                 Ok(component) => return Ok(component),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "Ignoring unreadable compiled plugin.")
@@ -222,20 +228,66 @@ fn is_component_binary(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[0..4] == *b"\0asm" && wasm[6..8] == [1, 0]
 }
 
+type ArtifactMac = hmac::Hmac<Sha256>;
+
+/// Length of the MAC in front of a cached artifact.
+const MAC_LEN: usize = 32;
+
+/// The cache directory's key, created (readable by its owner only) on first use.
+fn cache_key(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let path = dir.join("artifacts.key");
+    match std::fs::read(&path) {
+        Ok(key) if key.len() == 32 => return Ok(key),
+        Ok(_) => anyhow::bail!("{} is not a 32-byte key", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut key = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(&key)?;
+    // Another host creating the key at the same moment wins; both then read its key.
+    match file.persist_noclobber(&path) {
+        Ok(_) => Ok(key),
+        Err(_) => Ok(std::fs::read(&path)?),
+    }
+}
+
+fn mac(key: &[u8], bytes: &[u8]) -> ArtifactMac {
+    use hmac::Mac as _;
+    let mut mac = ArtifactMac::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(bytes);
+    mac
+}
+
 #[allow(unsafe_code)]
-fn load_artifact(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-    // SAFETY: the file was written by `store_artifact` from `Component::serialize` of this
-    // same engine configuration (its compatibility hash is in the file name), into the
-    // host's private cache directory, and is renamed into place only when complete.
-    Ok(unsafe { Component::deserialize_file(engine, path) }?)
+fn load_artifact(engine: &Engine, dir: &Path, path: &Path) -> anyhow::Result<Component> {
+    use hmac::Mac as _;
+    let file = std::fs::read(path)?;
+    anyhow::ensure!(file.len() > MAC_LEN, "the file is too short to be a compiled artifact");
+    let (tag, bytes) = file.split_at(MAC_LEN);
+    mac(&cache_key(dir)?, bytes)
+        .verify_slice(tag)
+        .map_err(|_| anyhow::anyhow!("its checksum does not match: it was not written by this cache"))?;
+    // SAFETY: the bytes carry a valid MAC under this cache's private key, so they are exactly
+    // what `store_artifact` wrote from `Component::serialize` of this engine configuration
+    // (its compatibility hash is in the file name).
+    Ok(unsafe { Component::deserialize(engine, bytes) }?)
 }
 
 fn store_artifact(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
+    use hmac::Mac as _;
+    use std::io::Write as _;
     std::fs::create_dir_all(dir)?;
     let bytes = component.serialize()?;
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)?;
+    let tag = mac(&cache_key(dir)?, &bytes).finalize().into_bytes();
+    // A unique temporary name in the same directory, renamed into place when complete.
+    let mut partial = tempfile::NamedTempFile::new_in(dir)?;
+    partial.write_all(&tag)?;
+    partial.write_all(&bytes)?;
+    partial.persist(path)?;
     Ok(())
 }
 
@@ -291,6 +343,13 @@ impl Plugin {
             return Err(CallError::Contract(format!(
                 "handle returned {} results for {} events",
                 results.len(),
+                events.len()
+            )));
+        }
+        let operations: usize = results.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum();
+        if operations > MAX_OPERATIONS {
+            return Err(CallError::Contract(format!(
+                "handle returned {operations} operations for {} events; one call may return at most {MAX_OPERATIONS}",
                 events.len()
             )));
         }

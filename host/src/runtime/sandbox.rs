@@ -34,6 +34,16 @@ const MAX_LOG_LINES: u32 = 100;
 const MAX_LOG_LINE: usize = 2048;
 /// How much of the plugin's stderr is kept (a Rust panic message lands there).
 pub const STDERR_CAPACITY: usize = 64 * 1024;
+/// Most state writes (sets and removals) one call may make.
+pub const MAX_STATE_WRITES: usize = 100_000;
+/// Most bytes of state values one call may write.
+pub const MAX_STATE_BYTES: usize = 64 << 20;
+/// Most core instances, tables and linear memories in one store (a component of any of our
+/// languages needs at most a few dozen).
+const MAX_INSTANCES: usize = 100;
+/// What one table element is charged against the memory budget, in bytes (a pointer, as
+/// wasmtime stores it, plus bookkeeping).
+const TABLE_ELEMENT_BYTES: usize = 16;
 
 /// Loads state a batch did not prefetch. Called from the plugin thread; may block. An error
 /// wrapping [`StateUnavailable`] says the store is down for now: the call fails with
@@ -109,6 +119,9 @@ pub struct Sandbox {
     pub(super) state: Option<StateOverlay>,
     projection: String,
     log_lines: u32,
+    /// State writes and bytes written by this call so far.
+    state_writes: usize,
+    state_bytes: usize,
 }
 
 impl Sandbox {
@@ -131,12 +144,15 @@ impl Sandbox {
             limits: MemoryCap {
                 max_memory,
                 exceeded: None,
+                used: 0,
                 peak: 0,
             },
             stderr,
             state,
             projection: projection.to_string(),
             log_lines: 0,
+            state_writes: 0,
+            state_bytes: 0,
         }
     }
 
@@ -145,12 +161,12 @@ impl Sandbox {
         &mut self.limits
     }
 
-    /// The largest linear memory the instance grew to.
+    /// The most memory the store's memories and tables took together.
     pub fn peak_memory(&self) -> usize {
         self.limits.peak
     }
 
-    /// The memory size the plugin tried to grow to beyond its cap, if it did.
+    /// The total the plugin tried to grow its memories and tables to beyond the cap, if it did.
     pub fn memory_exceeded(&self) -> Option<usize> {
         self.limits.exceeded
     }
@@ -162,6 +178,19 @@ impl Sandbox {
             .to_string()
     }
 
+    /// Counts one state write of `bytes` against the call's caps.
+    fn count_write(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.state_writes += 1;
+        self.state_bytes += bytes;
+        if self.state_writes > MAX_STATE_WRITES {
+            wasmtime::bail!("the plugin made more than {MAX_STATE_WRITES} state writes in one call");
+        }
+        if self.state_bytes > MAX_STATE_BYTES {
+            wasmtime::bail!("the plugin wrote more than {MAX_STATE_BYTES} bytes of state in one call");
+        }
+        Ok(())
+    }
+
     fn state(&mut self) -> wasmtime::Result<&mut StateOverlay> {
         self.state
             .as_mut()
@@ -169,43 +198,68 @@ impl Sandbox {
     }
 }
 
-/// Caps linear memory and tables, remembering a refused growth so the call's error can say so.
+/// One memory budget for a whole store: every linear memory and table of every core instance
+/// counts against it (a component may have many), remembering a refused growth so the call's
+/// error can say so.
 struct MemoryCap {
     max_memory: usize,
     exceeded: Option<usize>,
+    /// Bytes the store's memories and tables take now (each creation and growth is reported
+    /// with the size before and after, a creation from zero).
+    used: usize,
     peak: usize,
 }
 
-/// Most table elements an instance may have (function references; generous for any language).
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+impl MemoryCap {
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let after = self.used.saturating_sub(current).saturating_add(desired);
+        self.peak = self.peak.max(after);
+        if after > self.max_memory {
+            self.exceeded = Some(after);
+            // Trap instead of returning -1 from memory.grow: a guest allocator that cannot
+            // grow aborts anyway, and the trap carries a clearer message.
+            wasmtime::bail!(
+                "memory limit exceeded: the plugin's memories and tables would take {after} bytes, the cap is {} bytes",
+                self.max_memory
+            );
+        }
+        self.used = after;
+        Ok(true)
+    }
+}
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.peak = self.peak.max(desired);
-        if desired > self.max_memory {
-            self.exceeded = Some(desired);
-            // Trap instead of returning -1 from memory.grow: a guest allocator that cannot
-            // grow aborts anyway, and the trap carries a clearer message.
-            wasmtime::bail!(
-                "linear memory limit exceeded: tried to grow to {desired} bytes, the cap is {} bytes",
-                self.max_memory
-            );
-        }
-        Ok(true)
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_INSTANCES
     }
 }
 
@@ -305,12 +359,14 @@ impl state::Host for Sandbox {
                 value.len()
             );
         }
+        self.count_write(key.len() + value.len())?;
         self.state()?.write(key, Some(value));
         Ok(())
     }
 
     fn remove(&mut self, key: String) -> wasmtime::Result<()> {
         check_key(&key)?;
+        self.count_write(key.len())?;
         self.state()?.write(key, None);
         Ok(())
     }
@@ -388,5 +444,18 @@ mod tests {
         assert_eq!(overlay.get("a").unwrap(), Some(b"2".to_vec()));
         assert_eq!(overlay.get("far").unwrap(), None);
         assert_eq!(overlay.writes().len(), 2);
+    }
+
+    #[test]
+    fn one_budget_covers_every_memory_and_table_of_a_store() {
+        let mut cap = MemoryCap { max_memory: 1000, exceeded: None, used: 0, peak: 0 };
+        assert!(cap.memory_growing(0, 400, None).unwrap(), "a first memory");
+        assert!(cap.memory_growing(0, 400, None).unwrap(), "a second memory");
+        assert!(cap.table_growing(0, 10, None).unwrap(), "160 bytes of table");
+        assert!(cap.memory_growing(400, 440, None).unwrap(), "the first grows within the budget");
+        let refused = cap.memory_growing(0, 1, None).unwrap_err().to_string();
+        assert!(refused.contains("would take 1001 bytes, the cap is 1000 bytes"), "{refused}");
+        assert_eq!((cap.exceeded, cap.used, cap.peak), (Some(1001), 1000, 1001));
+        assert!(cap.table_growing(10, 11, None).is_err(), "tables count too");
     }
 }

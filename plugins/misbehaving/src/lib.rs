@@ -1,7 +1,8 @@
 //! `misbehaving`: a test fixture, never deployed. It proves the sandbox's limits with a real
 //! component: on an event of type `Spin` it loops forever, on `Hog` it allocates without end,
 //! on `Panic` it panics, on `Sleep` it sleeps for 40 s, on `Doze` it sleeps a second at a time
-//! forever, on `Ambient` it records what the clock, randomness, environment and filesystem look
+//! forever, on `Flood` it writes 200,000 state keys, on `Burst` it returns 200,000 operations,
+//! on `Ambient` it records what the clock, randomness, environment and filesystem look
 //! like from inside; any other event upserts a row keyed by the record key.
 
 use projector_sdk::{Collection, Context, Error, Event, Field, Operation, Projection, ProjectionSpec};
@@ -22,8 +23,19 @@ impl Projection for Misbehaving {
         )
     }
 
-    fn handle(event: &Event, _ctx: &mut Context) -> Result<Vec<Operation>, Error> {
+    fn handle(event: &Event, ctx: &mut Context) -> Result<Vec<Operation>, Error> {
         let id = event.key_str().unwrap_or_default().to_string();
+        match event.event_type() {
+            Some("Flood") => {
+                for i in 0..200_000 {
+                    ctx.set_state(&format!("flood-{i}"), &i)?;
+                }
+            }
+            Some("Burst") => {
+                return Ok((0..200_000).map(|i| Operation::upsert(COLLECTION, format!("{id}-{i}")).set("observed", "burst").into()).collect());
+            }
+            _ => {}
+        }
         let observed = match event.event_type() {
             Some("Spin") => spin(),
             Some("Hog") => hog(),
