@@ -51,9 +51,24 @@ pub struct KafkaConfig {
     /// partitions have events waiting, before it counts as stalled (logged, shown as `stalled`
     /// in the status and metrics) and is replaced by a fresh consumer, in milliseconds.
     pub stall_timeout_ms: u64,
+    /// What a projection does when a partition's stored offset is no longer in the log (retention
+    /// deleted events it had not applied, or the topic was recreated): `halt` (stop there, the
+    /// status naming the partition, the offset and the events lost) or `accept` (record the jump,
+    /// count it, and go on from the start of what the log holds).
+    pub on_offset_jump: OffsetJump,
     /// Extra librdkafka client properties, passed through as given
     /// (for example `"security.protocol" = "SSL"`).
     pub properties: BTreeMap<String, String>,
+}
+
+/// See [`KafkaConfig::on_offset_jump`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetJump {
+    /// Stop the projection at the partition whose offsets jumped.
+    Halt,
+    /// Record the jump and go on from the start of what the log holds.
+    Accept,
 }
 
 impl Default for KafkaConfig {
@@ -65,6 +80,7 @@ impl Default for KafkaConfig {
             session_timeout_ms: 6_000,
             heartbeat_interval_ms: 500,
             stall_timeout_ms: 30_000,
+            on_offset_jump: OffsetJump::Halt,
             properties: BTreeMap::new(),
         }
     }

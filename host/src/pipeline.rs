@@ -24,7 +24,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::changeset::Changeset;
-use crate::config::{KafkaConfig, PipelineConfig};
+use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
 use crate::runtime::types::{Event, Header};
 use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
 use crate::registry::{Deployment, Registry};
@@ -50,6 +50,11 @@ pub struct ProjectionStatus {
     pub last_stall: Mutex<Option<Stall>>,
     /// Batches a fence rejected: another consumer had advanced a partition first.
     pub fenced: AtomicU64,
+    /// Partitions found with a stored offset the log no longer holds (see
+    /// [`crate::config::KafkaConfig::on_offset_jump`]).
+    pub offset_jumps: AtomicU64,
+    /// The last of those: what was found and what was done.
+    pub last_offset_jump: Mutex<Option<String>>,
 }
 
 /// One detected stall of a projection's consumer.
@@ -67,6 +72,13 @@ enum Failure {
     /// The plugin returned an error for one event, or operations the declaration forbids.
     #[error("event at partition {partition} offset {offset}: {message}")]
     Event {
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
+    /// A partition's stored offset is not in the log any more, and the policy is to halt.
+    #[error("partition {partition} offset {offset}: {message}")]
+    Jump {
         partition: i32,
         offset: i64,
         message: String,
@@ -154,21 +166,33 @@ impl Projector {
             stall: StallDetector::new(self.kafka.stall_timeout(), Instant::now()),
             closing: None,
             watermarks: None,
+            halted: None,
         };
         let mut report = Report::new();
         while !self.cancel.is_cancelled() {
             let batch = worker.collect();
-            if batch.is_empty() {
-                continue;
-            }
-            match worker.apply(&batch) {
+            let outcome = match worker.halted.take() {
+                Some(failure) => Err(failure),
+                None if batch.is_empty() => continue,
+                None => worker.apply(&batch),
+            };
+            match outcome {
                 Ok(applied) => report.add(&name, applied),
                 Err(Failure::Cancelled) => break,
                 Err(failure) => {
-                    let kind = if matches!(failure, Failure::Event { .. }) { "event" } else { "call" };
-                    self.metrics.error(&name, kind);
+                    let kind = match failure {
+                        Failure::Event { .. } => "event",
+                        Failure::Jump { .. } => "offset_jump",
+                        _ => "call",
+                    };
+                    if kind != "offset_jump" {
+                        // A jump was counted when it was found.
+                        self.metrics.error(&name, kind);
+                    }
                     let at = match &failure {
-                        Failure::Event { partition, offset, .. } => Some((*partition, *offset)),
+                        Failure::Event { partition, offset, .. } | Failure::Jump { partition, offset, .. } => {
+                            Some((*partition, *offset))
+                        }
                         _ => None,
                     };
                     self.fail(&failure.to_string(), at);
@@ -206,6 +230,8 @@ struct Worker<'a> {
     closing: Option<JoinHandle<()>>,
     /// The client reading the partitions' watermarks for the stall detector.
     watermarks: Option<Watermarks>,
+    /// Set by [`Worker::collect`] when the projection must stop before its next batch.
+    halted: Option<Failure>,
 }
 
 impl Worker<'_> {
@@ -224,7 +250,8 @@ impl Worker<'_> {
                 None => Duration::from_millis(100),
                 Some(t) => config.max_batch_wait().saturating_sub(t.elapsed()),
             };
-            let polled = self.consumer.poll(wait);
+            // Owned at once (a batch keeps it anyway), so the consumer is free for a check below.
+            let polled = self.consumer.poll(wait).map(|result| result.map(|m| m.detach()));
             let context = self.consumer.context();
             if context.generation() != self.generation {
                 // The assignment changed (a rebalance, or a reseed after a fenced commit):
@@ -240,6 +267,10 @@ impl Worker<'_> {
                     .into_iter()
                     .map(|(p, next)| (p, next.unwrap_or(i64::MIN)))
                     .collect();
+                if let Err(failure) = self.check_offsets() {
+                    self.halted = Some(failure);
+                    return Vec::new();
+                }
             }
             match polled {
                 Some(Ok(message)) => {
@@ -252,7 +283,7 @@ impl Worker<'_> {
                     }
                     *next = message.offset() + 1;
                     bytes += message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len);
-                    batch.push(message.detach());
+                    batch.push(message);
                     first_at.get_or_insert_with(Instant::now);
                     self.receiving();
                 }
@@ -306,23 +337,94 @@ impl Worker<'_> {
         }
     }
 
+    /// Compares the stored offsets of a new assignment with what the log holds now. A stored
+    /// offset below the log start (retention deleted events not applied yet) or past its end
+    /// (the topic was recreated or truncated) is a jump, counted and shown in the status: with
+    /// `kafka.on_offset_jump = "halt"` the projection stops there; with `"accept"` the stored
+    /// offset moves to the log start (recorded, in the same table) and consumption goes on
+    /// from there.
+    fn check_offsets(&mut self) -> Result<(), Failure> {
+        let stored: Vec<(i32, i64)> =
+            self.consumer.context().assigned().into_iter().filter_map(|(p, next)| Some((p, next?))).collect();
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let projector = self.projector;
+        let name = &projector.deployment.name;
+        let mut tries = 0;
+        let ranges = loop {
+            match self.ranges() {
+                Ok(ranges) => break ranges,
+                Err(e) if tries < 5 && !projector.cancel.is_cancelled() => {
+                    tracing::debug!(projection = %name, error = %e, "Cannot read the log's offsets yet.");
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    tracing::warn!(projection = %name, error = %e, "Cannot read the log's offsets; offset jumps of this assignment go unchecked.");
+                    return Ok(());
+                }
+            }
+        };
+        for (partition, next) in stored {
+            let Some(&(low, high)) = ranges.get(&partition) else { continue };
+            let found = if next < low {
+                format!(
+                    "the stored offset {next} is below the log start offset {low}: {} events were deleted (retention) before this projection applied them",
+                    low - next
+                )
+            } else if next > high {
+                format!("the stored offset {next} is past the end of the log ({high}): the topic was recreated or truncated")
+            } else {
+                continue;
+            };
+            projector.metrics.error(name, "offset_jump");
+            projector.status.offset_jumps.fetch_add(1, Ordering::Relaxed);
+            *projector.status.last_offset_jump.lock().expect("not poisoned") = Some(format!("partition {partition}: {found}"));
+            if projector.kafka.on_offset_jump == OffsetJump::Halt {
+                return Err(Failure::Jump {
+                    partition,
+                    offset: next,
+                    message: format!(
+                        "{found}; halted (kafka.on_offset_jump = \"halt\"): set it to \"accept\" to go on from offset {low}, or rebuild the projection"
+                    ),
+                });
+            }
+            tracing::warn!(projection = %name, partition, stored = next, log_start = low, found = %found, "Offsets jumped; going on from the start of the log (kafka.on_offset_jump = \"accept\").");
+            let moved = self.retry("move the stored offset", || self.writer.move_offset(partition, next, low))?;
+            if moved {
+                self.consumer.context().committed(&[(partition, low)]);
+                self.accepted.insert(partition, low);
+                let topic = &projector.kafka.topic;
+                if let Err(e) = self.consumer.seek(topic, partition, rdkafka::Offset::Offset(low), Duration::from_secs(10)) {
+                    tracing::warn!(projection = %name, partition, error = %e, "Could not move to the log start; replacing the consumer.");
+                    self.replace_consumer();
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The low and high watermark of every partition, from the worker's own client (see
+    /// [`Worker::observe`]); a client that failed is replaced on the next call.
+    fn ranges(&mut self) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
+        if self.watermarks.is_none() {
+            self.watermarks = Some(Watermarks::new(&self.projector.kafka)?);
+        }
+        self.watermarks.as_ref().expect("just set").ranges().inspect_err(|_| {
+            // The broker may be down; or this client may be the stuck one: a new one next time.
+            self.watermarks = None;
+        })
+    }
+
     /// What the detector needs. The watermarks come from a client of their own: a consumer's
     /// own client can be the stuck part (after a broker froze, librdkafka 2.12 was seen to keep
     /// one instance's connections broken for good while a fresh instance worked), and asking
     /// it would fail exactly when the answer matters.
     fn observe(&mut self) -> anyhow::Result<Observation> {
         let topic = &self.projector.kafka.topic;
-        if self.watermarks.is_none() {
-            self.watermarks = Some(Watermarks::new(&self.projector.kafka)?);
-        }
-        let watermarks = match self.watermarks.as_ref().expect("just set").ranges() {
-            Ok(ranges) => ranges,
-            Err(e) => {
-                // The broker may be down; or this client may be the stuck one: a new one next time.
-                self.watermarks = None;
-                return Err(e);
-            }
-        };
+        let watermarks = self.ranges()?;
         let stored = self.projector.handle.block_on(self.writer.offsets())?;
         let mut assigned: Vec<i32> = self.consumer.context().assigned().into_keys().collect();
         assigned.sort_unstable();

@@ -298,6 +298,57 @@ async fn large_events_are_split_into_calls_that_fit_the_memory_cap() {
     assert_eq!(rows, expected, "{}", host.log_tail());
 }
 
+/// Retention deletes events two projections had not applied yet (while their hosts were down).
+/// On the next assignment each host finds its stored offset below the log start. By default the
+/// projection halts there, the status naming the partition, the stored offset and how many
+/// events were lost; with `kafka.on_offset_jump = "accept"` the jump is recorded and counted, the
+/// stored offset moves to the log start, and what the log still holds is applied exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offset_jump_halts_by_default_and_is_accepted_when_configured() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let topic = create_topic("jump", 1).await;
+    let record = |i: usize| DemoRecord { key: format!("k{i:03}"), headers: vec![], value: json!({"type": "Fine"}) };
+    publish(&topic, &(0..50).map(record).collect::<Vec<_>>()).await;
+    let (halting, accepting) = (TestDb::create("jump_halt").await, TestDb::create("jump_accept").await);
+    let halt = HostConfig::new("jump-halt", &halting.url, &topic, &[MISBEHAVING]);
+    let accept = HostConfig::new("jump-accept", &accepting.url, &topic, &[MISBEHAVING]).with("PROJECTOR_KAFKA__ON_OFFSET_JUMP", "accept");
+    for (db, config) in [(&halting, &halt), (&accepting, &accept)] {
+        let host = Host::start(config);
+        wait_caught_up(db, &topic, 1, Duration::from_secs(120)).await;
+        host.kill();
+    }
+
+    publish(&topic, &(50..100).map(record).collect::<Vec<_>>()).await;
+    let admin: AdminClient<_> = projector::source::kafka::client_config(&kafka(&topic)).create().unwrap();
+    let mut before = rdkafka::TopicPartitionList::new();
+    before.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(80)).unwrap();
+    admin.delete_records(&before, &AdminOptions::new()).await.unwrap();
+
+    let halted = Host::start(&halt);
+    let (error, partition, offset, _) = failure_of(&halting, "misbehaving", &halted).await;
+    assert_eq!((partition, offset), (Some(0), Some(50)), "{error}");
+    assert!(error.contains("the stored offset 50 is below the log start offset 80: 30 events were deleted"), "{error}");
+    assert!(error.contains("kafka.on_offset_jump"), "{error}");
+
+    let _accepted = Host::start(&accept);
+    wait_caught_up(&accepting, &topic, 1, Duration::from_secs(120)).await;
+    let schema: String = sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
+        .fetch_one(&accepting.pool)
+        .await
+        .unwrap();
+    let ids: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
+        .fetch_all(&accepting.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..50).chain(80..100).map(|i| format!("k{i:03}")).collect();
+    assert_eq!(ids, expected, "what was applied before, then what the log still holds");
+    let api = projector_tests::api::Api::of(&accept);
+    let deployment = api.deployments("misbehaving").await[0].clone();
+    assert_eq!(deployment["consumer"]["offset_jumps"], 1, "{deployment}");
+    let jump = deployment["consumer"]["last_offset_jump"].as_str().unwrap();
+    assert!(jump.starts_with("partition 0: the stored offset 50 is below the log start offset 80"), "{jump}");
+}
+
 /// The broker goes away under a running host (SIGKILL) while events are pending, and comes back
 /// on the same port and storage a few seconds later, while more events arrive. The host stays
 /// up, resumes by itself and ends with exactly the model's rows.

@@ -67,6 +67,8 @@ fn consumer(shared: &Shared, id: i64) -> Value {
         "stalls": status.stalls.load(Ordering::Relaxed),
         "last_stall": status.last_stall.lock().expect("not poisoned").clone(),
         "fenced_batches": status.fenced.load(Ordering::Relaxed),
+        "offset_jumps": status.offset_jumps.load(Ordering::Relaxed),
+        "last_offset_jump": status.last_offset_jump.lock().expect("not poisoned").clone(),
         "events_applied": status.events_applied.load(Ordering::Relaxed),
     })
 }

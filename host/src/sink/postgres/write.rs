@@ -104,6 +104,21 @@ impl BatchWriter {
         }
     }
 
+    /// Moves a partition's stored next offset from `from` to `to` without applying anything
+    /// (an accepted offset jump); false when it was not at `from` any more.
+    pub async fn move_offset(&self, partition: i32, from: i64, to: i64) -> Result<bool, sqlx::Error> {
+        let moved = sqlx::query(&format!(
+            "UPDATE {} SET next_offset = $3, updated_at = now() WHERE partition = $1 AND next_offset = $2",
+            qualified(&self.schema, "_offsets")
+        ))
+        .bind(partition)
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await?;
+        Ok(moved.rows_affected() == 1)
+    }
+
     /// The stored next offset of every partition that has one.
     pub async fn offsets(&self) -> Result<HashMap<i32, i64>, sqlx::Error> {
         let rows = sqlx::query(&format!(
