@@ -67,6 +67,10 @@ pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
     for file in plugin_files(&shared.config.plugins.dir)? {
         let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
+        if let Some((name, version, at)) = shared.registry.removed(&sha256).await? {
+            tracing::info!(file = %file.display(), projection = %name, version, removed_at = %at, "Not registering a plugin removed through the admin API; upload it to bring it back.");
+            continue;
+        }
         let runtime = shared.runtime.clone();
         let bytes = wasm.clone();
         let plugin = tokio::task::spawn_blocking(move || runtime.load(&bytes))

@@ -132,9 +132,40 @@ pub enum RegistryError {
     /// The operation does not apply in the projection's current state.
     #[error("{0}")]
     Conflict(String),
+    /// Another registry change held the lock past the lock timeout.
+    #[error("the registry is busy with another change (waited {0:?} for its lock); try again")]
+    Busy(std::time::Duration),
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for RegistryError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
+                RegistryError::Busy(LOCK_TIMEOUT)
+            }
+            _ => RegistryError::Database(error),
+        }
+    }
+}
+
+/// How long a registry change waits for the registry's lock, or for a lock on a read model
+/// it replaces or drops (a long query holding one), before giving up with
+/// [`RegistryError::Busy`].
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What [`Registry::promote`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promotion {
+    /// The deployment is live: its views replaced the serving deployment's.
+    Live,
+    /// The deployment is older (version, then build) than the serving one: promotion only moves
+    /// forward, so it waits on standby for an operator's rollback.
+    Standby,
+    /// It was not building any more (another instance promoted it, or it was removed).
+    Nothing,
 }
 
 /// The schema of a deployment: `proj_<name>_v<version>`, with `_b<build>` for a rebuild.
@@ -184,8 +215,32 @@ impl Registry {
 
     async fn locked(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis())).execute(&mut *tx).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut *tx).await?;
         Ok(tx)
+    }
+
+    /// When a component was removed through the admin API, if it was (and not deployed again
+    /// since): `(name, version, removed_at)`.
+    pub async fn removed(&self, sha256: &str) -> Result<Option<(String, i32, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+        sqlx::query_as("SELECT name, version, removed_at FROM projector.removed WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records why a building deployment is not promoted yet (shown as its last error), or
+    /// clears it; its status stays `building`.
+    pub async fn note_blocked(&self, id: i64, why: Option<&str>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE projector.deployments SET last_error = $2 WHERE id = $1 AND status = 'building' \
+             AND last_error IS DISTINCT FROM $2",
+        )
+        .bind(id)
+        .bind(why)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn notify(tx: &mut Transaction<'static, Postgres>, what: &str) -> Result<(), sqlx::Error> {
@@ -273,6 +328,8 @@ impl Registry {
         };
         check_collections_free(&mut tx, spec).await?;
         store_component(&mut tx, &component).await?;
+        // Deployed again on purpose: the plugin directory may bring it back from now on.
+        sqlx::query("DELETE FROM projector.removed WHERE sha256 = $1").bind(sha256).execute(&mut *tx).await?;
         let schema = schema_name(name, version, build);
         let group = group_name(group_prefix, name, version, build);
         for statement in ddl::create_storage(&schema, spec) {
@@ -297,10 +354,10 @@ impl Registry {
         Ok(Created::New(deployment(&row)?))
     }
 
-    /// Makes a building deployment live: its views replace the serving deployment's, which
-    /// becomes standby (or stays failed). Returns false when it was not building any more (another instance
-    /// promoted it, or it was removed): a promotion happens once.
-    pub async fn promote(&self, id: i64) -> Result<bool, RegistryError> {
+    /// Makes a caught-up building deployment live: its views replace the serving deployment's,
+    /// which becomes standby (or stays failed); a promotion happens once. One older than the
+    /// serving deployment goes on standby instead (see [`Promotion`]).
+    pub async fn promote(&self, id: i64) -> Result<Promotion, RegistryError> {
         let mut tx = self.locked().await?;
         let Some(row) = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM projector.deployments WHERE id = $1 AND status = 'building'"
@@ -309,7 +366,7 @@ impl Registry {
         .fetch_optional(&mut *tx)
         .await?
         else {
-            return Ok(false);
+            return Ok(Promotion::Nothing);
         };
         let promoted = deployment(&row)?;
         let previous = sqlx::query(&format!(
@@ -321,10 +378,20 @@ impl Registry {
         .as_ref()
         .map(deployment)
         .transpose()?;
-        swap(&mut tx, previous.as_ref(), &promoted).await?;
+        let older = previous.as_ref().is_some_and(|p| (promoted.version, promoted.build) < (p.version, p.build));
+        let outcome = if older {
+            sqlx::query("UPDATE projector.deployments SET status = 'standby', last_error = NULL WHERE id = $1")
+                .bind(promoted.id)
+                .execute(&mut *tx)
+                .await?;
+            Promotion::Standby
+        } else {
+            swap(&mut tx, previous.as_ref(), &promoted).await?;
+            Promotion::Live
+        };
         Self::notify(&mut tx, &promoted.name).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(outcome)
     }
 
     /// Puts the most recent standby deployment back live; the serving one goes on standby (or
@@ -373,6 +440,7 @@ impl Registry {
             )));
         }
         store_component(&mut tx, &component).await?;
+        sqlx::query("DELETE FROM projector.removed WHERE sha256 = $1").bind(sha256).execute(&mut *tx).await?;
         let row = sqlx::query(&format!(
             "UPDATE projector.deployments SET sha256 = $2, status = 'live', last_error = NULL, \
              error_partition = NULL, error_offset = NULL WHERE id = $1 RETURNING {COLUMNS}"
@@ -442,7 +510,7 @@ impl Registry {
         }
         if let Some(live) = deployments.iter().find(|d| d.serving) {
             for statement in ddl::drop_views(&Spec::new(live.spec.clone()).map_err(|e| RegistryError::Conflict(e.to_string()))?) {
-                sqlx::query(&statement).execute(&mut *tx).await?;
+                sqlx::query(&statement).execute(&mut *tx).await.map_err(dependents)?;
             }
         }
         for d in &deployments {
@@ -451,6 +519,9 @@ impl Registry {
                 .await?;
         }
         sqlx::query("DELETE FROM projector.deployments WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        for d in &deployments {
+            tombstone(&mut tx, d).await?;
+        }
         Self::notify(&mut tx, name).await?;
         tx.commit().await?;
         Ok(deployments.into_iter().map(|d| d.consumer_group).collect())
@@ -508,11 +579,29 @@ impl Registry {
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema)))
             .execute(&mut *tx)
             .await?;
+        tombstone(&mut tx, &d).await?;
         sqlx::query("DELETE FROM projector.deployments WHERE id = $1").bind(id).execute(&mut *tx).await?;
         Self::notify(&mut tx, name).await?;
         tx.commit().await?;
         Ok(d.consumer_group)
     }
+}
+
+/// Records that a deployment's component was removed, so the plugin directory does not bring
+/// it back at the next start (unless another deployment still uses the same bytes).
+async fn tombstone(tx: &mut Transaction<'static, Postgres>, d: &Deployment) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projector.removed (sha256, name, version) SELECT $1, $2, $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM projector.deployments WHERE sha256 = $1 AND id <> $4) \
+         ON CONFLICT (sha256) DO UPDATE SET removed_at = now()",
+    )
+    .bind(&d.sha256)
+    .bind(&d.name)
+    .bind(d.version as i32)
+    .bind(d.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Moves the views from `previous` to `next` and their statuses with them.
@@ -525,7 +614,7 @@ async fn swap(
     if let Some(previous) = previous {
         let old = Spec::new(previous.spec.clone()).map_err(|e| RegistryError::Conflict(e.to_string()))?;
         for statement in ddl::drop_views(&old) {
-            sqlx::query(&statement).execute(&mut **tx).await?;
+            sqlx::query(&statement).execute(&mut **tx).await.map_err(dependents)?;
         }
         sqlx::query(
             "UPDATE projector.deployments SET serving = false, \
@@ -538,11 +627,36 @@ async fn swap(
     for statement in ddl::publish_views(&next.schema, &spec) {
         sqlx::query(&statement).execute(&mut **tx).await?;
     }
-    sqlx::query("UPDATE projector.deployments SET status = 'live', serving = true, activated_at = now() WHERE id = $1")
+    sqlx::query(
+        "UPDATE projector.deployments SET status = 'live', serving = true, activated_at = now(), last_error = NULL \
+         WHERE id = $1",
+    )
         .bind(next.id)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A public view that cannot be replaced because objects of the user's depend on it (SQLSTATE
+/// 2BP01) is a conflict saying which and what to do; other errors are as they are.
+fn dependents(error: sqlx::Error) -> RegistryError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("2BP01") => {
+            let detail = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+                .unwrap_or_default()
+                .replace('\n', "; ");
+            RegistryError::Conflict(format!(
+                "{} ({detail}). The public views are replaced at every promotion and rollback, so \
+                 PostgreSQL refuses while other views depend on them: drop those views and create them \
+                 again after the swap, or build them on the versioned tables (the deployment's schema) \
+                 instead of the public views",
+                db.message()
+            ))
+        }
+        _ => RegistryError::from(error),
+    }
 }
 
 async fn check_collections_free(

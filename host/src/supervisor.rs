@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{ProjectionStatus, Projector};
 use crate::progress::{self, Board, Watermarks};
-use crate::registry::{Deployment, Registry, Status, CHANNEL};
+use crate::registry::{Deployment, Promotion, Registry, RegistryError, Status, CHANNEL};
 use crate::runtime::{CallError, LoadError, Plugin, Runtime};
 use crate::sink::postgres::Database;
 
@@ -258,8 +258,23 @@ impl Supervisor {
             self.shared.metrics.observe_deployment(d, &position);
             self.shared.board.record(d.id, position);
             if d.status == Status::Building && !d.paused && lag <= max_lag && self.running.contains_key(&d.id) {
-                if self.shared.registry.promote(d.id).await? {
-                    tracing::info!(projection = %d.name, version = d.version, build = d.build, lag, "Deployment caught up and went live.");
+                match self.shared.registry.promote(d.id).await {
+                    Ok(Promotion::Live) => {
+                        tracing::info!(projection = %d.name, version = d.version, build = d.build, lag, "Deployment caught up and went live.");
+                    }
+                    Ok(Promotion::Standby) => {
+                        tracing::info!(projection = %d.name, version = d.version, build = d.build, "Deployment caught up; it is older than the serving one, so it waits on standby (roll back to make it live).");
+                    }
+                    Ok(Promotion::Nothing) => {}
+                    // Only this promotion waits: shown on the deployment, tried again every tick.
+                    Err(e @ (RegistryError::Conflict(_) | RegistryError::Busy(_))) => {
+                        let why = format!("caught up, but cannot go live: {e}");
+                        if d.last_error.as_deref() != Some(why.as_str()) {
+                            tracing::warn!(projection = %d.name, version = d.version, build = d.build, error = %e, "Promotion blocked; retrying every tick.");
+                        }
+                        self.shared.registry.note_blocked(d.id, Some(&why)).await?;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
         }

@@ -579,3 +579,90 @@ async fn a_failed_serving_deployment_rolls_back_to_its_standby() {
     assert!(rows.iter().all(|r| r.get("event_count").is_none()), "version 1's view is back");
     assert_rows_eq("order_summaries after rollback", &rows, &expected::Model::of(&records).summaries());
 }
+
+/// The control plane's edges. A removed deployment stays removed although its component is
+/// still in the plugin directory at the next start. A deployment older than the serving one
+/// (here version 1 uploaded again while version 2 serves) waits on standby when it has caught
+/// up: promotion only moves forward. A user's view on a public view blocks a promotion with a
+/// clear error on that deployment only, until the view is dropped. A registry change waiting
+/// on the registry's lock gives up after the lock timeout with a 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_stays_removed_promotion_moves_forward_and_dependent_views_are_explained() {
+    let db = TestDb::create("edges").await;
+    let topic = create_topic("edges", 2).await;
+    let records = projector::demo::generate(400, 71);
+    publish(&topic, &records).await;
+    let config = HostConfig::new("edges", &db.url, &topic, &[ORDER_SUMMARIES]);
+    let host = Host::start(&config);
+    let api = Api::of(&config);
+    api.ready().await;
+    wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
+    let v1 = api.deployments("order-summaries").await[0]["id"].as_i64().unwrap();
+    let (status, body) = api.upload(wasm(ORDER_SUMMARIES_V2), "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v2 = body["deployment"]["id"].as_i64().unwrap();
+    api.wait_state("order-summaries", v2, "live", Duration::from_secs(120)).await;
+    let path = format!("{}/admin/projections/order-summaries/deployments/{v1}", api.base);
+    let (status, body) = api.send(api.http.delete(path).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Restarted with version 1 still in its plugin directory: it does not come back.
+    host.kill();
+    let host = Host::start(&config);
+    api.ready().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids: Vec<i64> = api.deployments("order-summaries").await.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [v2], "{}", host.log_tail());
+    assert!(host.log().contains("Not registering a plugin removed through the admin API"), "{}", host.log_tail());
+
+    // Uploaded on purpose, version 1 builds, catches up and waits on standby.
+    let (status, body) = api.upload(wasm(ORDER_SUMMARIES), "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let again = body["deployment"]["id"].as_i64().unwrap();
+    api.wait_state("order-summaries", again, "standby", Duration::from_secs(120)).await;
+    let states: Vec<(i64, String, bool)> = api
+        .deployments("order-summaries")
+        .await
+        .iter()
+        .map(|d| (d["version"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string(), d["serving"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(states, [(1, "standby".to_string(), false), (2, "live".to_string(), true)]);
+
+    // A view of the user's on the public view: the rebuild of version 2 catches up but cannot
+    // be swapped in; version 2 keeps serving; dropping the view lets it through.
+    sqlx::query("CREATE VIEW public.big_orders AS SELECT order_id FROM read_models.order_summaries WHERE total > 100")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (status, body) = api.post("/admin/projections/order-summaries/rebuild").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let rebuild = body["deployment"]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let blocked = loop {
+        let deployments = api.deployments("order-summaries").await;
+        let d = deployments.iter().find(|d| d["id"] == rebuild).unwrap().clone();
+        if !d["last_error"].is_null() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the promotion was not reported blocked: {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(blocked["state"], "building", "{blocked}");
+    let message = blocked["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot go live") && message.contains("view big_orders depends on view read_models.order_summaries"), "{message}");
+    assert!(message.contains("drop those views and create them again after the swap"), "{message}");
+    sqlx::query("DROP VIEW public.big_orders").execute(&db.pool).await.unwrap();
+    let live = api.wait_state("order-summaries", rebuild, "live", Duration::from_secs(60)).await;
+    assert!(live["last_error"].is_null(), "{live}");
+
+    // Another change holds the registry's lock: a change waits for it, then gives up.
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(0x7072_6f6a_6563_746f_i64).execute(&mut *holder).await.unwrap();
+    let asked = Instant::now();
+    let (status, body) = api.post("/admin/projections/order-summaries/pause").await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("registry_busy")), "{body}");
+    assert!(asked.elapsed() >= Duration::from_secs(9) && asked.elapsed() < Duration::from_secs(20), "{:?}", asked.elapsed());
+    holder.rollback().await.unwrap();
+    let (status, body) = api.post("/admin/projections/order-summaries/pause").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -68,6 +68,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::CollectionTaken { .. } => Self::new(StatusCode::CONFLICT, "collection_taken", error.to_string()),
             RegistryError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
             RegistryError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", error.to_string()),
+            RegistryError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "registry_busy", error.to_string()),
             RegistryError::Database(e) => Self::internal(e),
         }
     }

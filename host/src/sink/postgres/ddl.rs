@@ -83,6 +83,12 @@ pub const BOOTSTRAP: &[&str] = &[
     "UPDATE projector.deployments SET serving = (status = 'live') WHERE serving IS NULL",
     "ALTER TABLE projector.deployments ALTER COLUMN serving SET DEFAULT false, ALTER COLUMN serving SET NOT NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS deployments_one_serving ON projector.deployments (name) WHERE serving",
+    // Components removed through the admin API: the plugin directory does not bring them back.
+    r#"CREATE TABLE IF NOT EXISTS projector.removed (
+         sha256     text        PRIMARY KEY,
+         name       text        NOT NULL,
+         version    integer     NOT NULL,
+         removed_at timestamptz NOT NULL DEFAULT now())"#,
 ];
 
 /// Statements creating a deployment's schema and tables, idempotently.
