@@ -67,7 +67,8 @@ pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
     for file in plugin_files(&shared.config.plugins.dir)? {
         let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        if let Some((name, version, at)) = shared.registry.removed(&sha256).await? {
+        let removed = transient_retried(|| async { shared.registry.removed(&sha256).await.map_err(RegistryError::from) }).await?;
+        if let Some((name, version, at)) = removed {
             tracing::info!(file = %file.display(), projection = %name, version, removed_at = %at, "Not registering a plugin removed through the admin API; upload it to bring it back.");
             continue;
         }
@@ -78,7 +79,8 @@ pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
             .with_context(|| format!("cannot load {}", file.display()))?;
         let spec = plugin.spec();
         let component = Component { sha256: &sha256, wasm: Some(&wasm), uploaded_by: "plugins-dir" };
-        match shared.registry.create(spec, component, &shared.config.kafka.group_prefix, false).await {
+        let prefix = &shared.config.kafka.group_prefix;
+        match transient_retried(|| shared.registry.create(spec, component, prefix, false)).await {
             Ok(Created::New(d)) => {
                 tracing::info!(projection = %d.name, version = d.version, file = %file.display(), "Registered a plugin from the plugin directory; building.")
             }
@@ -91,6 +93,34 @@ pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
         shared.plugins.lock().expect("not poisoned").insert(sha256, Arc::new(plugin));
     }
     Ok(())
+}
+
+/// Runs a registry call again while it fails for a reason that passes (the database restarting
+/// or dropping connections, the registry's lock busy), for up to a minute.
+async fn transient_retried<T, F, Fut>(mut call: F) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let error = match call().await {
+            Err(error) => error,
+            done => return done,
+        };
+        let passes = match &error {
+            RegistryError::Database(db) => crate::sink::postgres::is_transient(db),
+            RegistryError::Busy(_) => true,
+            _ => false,
+        };
+        if !passes || started.elapsed() > Duration::from_secs(60) {
+            return Err(error);
+        }
+        tracing::warn!(error = %error, retry_in = ?delay, "Registering the plugin directory failed for now; retrying.");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Runs the host until `cancel` fires.

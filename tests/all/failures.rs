@@ -152,30 +152,17 @@ async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
         (0..40).map(|i| record(i, if i == 23 { "Panic" } else { "Fine" })).collect();
     publish(&topic, &records).await;
     let host = Host::start(&HostConfig::new("poison", &db.url, &topic, &[MISBEHAVING]));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let row = loop {
-        let row = sqlx::query(
-            "SELECT last_error, error_partition, error_offset, schema_name FROM projector.deployments WHERE status = 'failed'",
-        )
-        .fetch_optional(&db.pool)
-        .await
-        .unwrap_or_default();
-        if let Some(row) = row {
-            break row;
-        }
-        assert!(std::time::Instant::now() < deadline, "the projection did not fail: {}", host.log_tail());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let (error, partition, offset, schema): (String, Option<i32>, Option<i64>, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (error, partition, offset, schema) = failure_of(&db, "misbehaving", &host).await;
     assert_eq!((partition, offset), (Some(0), Some(23)), "{error}");
     assert!(error.contains("panicked on purpose at offset 23"), "{error}");
-    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let keys = probe_ids(&db, &schema).await;
     let expected: Vec<String> = (0..23).map(|i| format!("k{i:02}")).collect();
     assert_eq!(keys, expected, "everything before the poison event is applied, nothing after");
+}
+
+/// The record keys in the `misbehaving` fixture's table of `schema`, sorted.
+async fn probe_ids(db: &TestDb, schema: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id")).fetch_all(&db.pool).await.unwrap()
 }
 
 /// Waits until a projection fails; returns its error, partition, offset and schema.
@@ -217,10 +204,7 @@ async fn a_nul_byte_in_a_key_fails_only_the_projection_that_stores_it() {
     let (error, partition, offset, schema) = failure_of(&db, "misbehaving", &host).await;
     assert_eq!((partition, offset), (Some(0), Some(at as i64)), "{error}");
     assert!(error.contains("NUL character (U+0000)"), "{error}");
-    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let keys = probe_ids(&db, &schema).await;
     let mut before: Vec<String> = records[..at].iter().map(|r| r.key.clone()).collect();
     before.sort();
     before.dedup();
@@ -260,10 +244,7 @@ async fn a_row_the_database_refuses_is_pinned_to_its_event() {
     assert_eq!((partition, offset), (Some(0), Some(17)), "{error}");
     assert!(error.contains("the database refused what the plugin made of this event"), "{error}");
     assert!(error.contains("index row"), "{error}");
-    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let keys = probe_ids(&db, &schema).await;
     let expected: Vec<String> = (0..17).map(|i| format!("k{i:02}")).collect();
     assert_eq!(keys, expected, "everything before the refused event is applied, nothing after");
 }
@@ -336,10 +317,7 @@ async fn an_offset_jump_halts_by_default_and_is_accepted_when_configured() {
         .fetch_one(&accepting.pool)
         .await
         .unwrap();
-    let ids: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id"))
-        .fetch_all(&accepting.pool)
-        .await
-        .unwrap();
+    let ids = probe_ids(&accepting, &schema).await;
     let expected: Vec<String> = (0..50).chain(80..100).map(|i| format!("k{i:03}")).collect();
     assert_eq!(ids, expected, "what was applied before, then what the log still holds");
     let api = projector_tests::api::Api::of(&accept);
