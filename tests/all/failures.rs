@@ -160,6 +160,11 @@ async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
     assert_eq!(keys, expected, "everything before the poison event is applied, nothing after");
 }
 
+/// The schema of the `misbehaving` fixture's deployment.
+async fn probe_schema(db: &TestDb) -> String {
+    sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'").fetch_one(&db.pool).await.unwrap()
+}
+
 /// The record keys in the `misbehaving` fixture's table of `schema`, sorted.
 async fn probe_ids(db: &TestDb, schema: &str) -> Vec<String> {
     sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id")).fetch_all(&db.pool).await.unwrap()
@@ -267,10 +272,7 @@ async fn large_events_are_split_into_calls_that_fit_the_memory_cap() {
         .with("PROJECTOR_PIPELINE__MAX_BATCH_WAIT_MS", "5000");
     let host = Host::start(&config);
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
-    let schema: String = sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let schema = probe_schema(&db).await;
     let rows: Vec<(String, String)> = sqlx::query_as(&format!("SELECT id, observed FROM \"{schema}\".probe ORDER BY id"))
         .fetch_all(&db.pool)
         .await
@@ -313,10 +315,7 @@ async fn an_offset_jump_halts_by_default_and_is_accepted_when_configured() {
 
     let _accepted = Host::start(&accept);
     wait_caught_up(&accepting, &topic, 1, Duration::from_secs(120)).await;
-    let schema: String = sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
-        .fetch_one(&accepting.pool)
-        .await
-        .unwrap();
+    let schema = probe_schema(&accepting).await;
     let ids = probe_ids(&accepting, &schema).await;
     let expected: Vec<String> = (0..50).chain(80..100).map(|i| format!("k{i:03}")).collect();
     assert_eq!(ids, expected, "what was applied before, then what the log still holds");
