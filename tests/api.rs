@@ -39,6 +39,16 @@ impl Api {
         self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN)).await
     }
 
+    /// `POST` a JSON body to a path of the admin API.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN).json(body)).await
+    }
+
+    /// `PUT` a JSON body to a path of the admin API.
+    pub async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN).json(body)).await
+    }
+
     /// Uploads a component (`query` is `""` or e.g. `"?mode=hot-swap"`).
     pub async fn upload(&self, wasm: Vec<u8>, query: &str) -> (StatusCode, Value) {
         let request = self.http.post(format!("{}/admin/projections{query}", self.base)).bearer_auth(ADMIN_TOKEN).body(wasm);

@@ -80,7 +80,7 @@ pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
         let spec = plugin.spec();
         let component = Component { sha256: &sha256, wasm: Some(&wasm), uploaded_by: "plugins-dir" };
         let prefix = &shared.config.kafka.group_prefix;
-        match transient_retried(|| shared.registry.create(spec, component, prefix, false)).await {
+        match transient_retried(|| shared.registry.create(spec, component, prefix, false, None)).await {
             Ok(Created::New(d)) => {
                 tracing::info!(projection = %d.name, version = d.version, file = %file.display(), "Registered a plugin from the plugin directory; building.")
             }

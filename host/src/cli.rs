@@ -45,13 +45,20 @@ impl Client {
     }
 
     /// Uploads a component; returns the API's answer.
-    pub async fn push(&self, file: &Path, hot_swap: bool) -> anyhow::Result<Value> {
+    pub async fn push(&self, file: &Path, hot_swap: bool, on_poison: Option<&str>) -> anyhow::Result<Value> {
         let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let checksum = hex::encode(Sha256::digest(&wasm));
-        let mode = if hot_swap { "?mode=hot-swap" } else { "" };
+        let mut query: Vec<String> = Vec::new();
+        if hot_swap {
+            query.push("mode=hot-swap".into());
+        }
+        if let Some(policy) = on_poison {
+            query.push(format!("on_poison={policy}"));
+        }
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
         let request = self
             .http
-            .post(format!("{}/admin/projections{mode}", self.base))
+            .post(format!("{}/admin/projections{query}", self.base))
             .header("X-Checksum-Sha256", checksum)
             .header("Content-Type", "application/wasm")
             .body(wasm);
@@ -99,6 +106,59 @@ impl Client {
         self.post(&format!("/admin/projections/{name}/{action}")).await
     }
 
+    /// Sets the poison policy.
+    pub async fn set_policy(&self, name: &str, on_poison: &str) -> anyhow::Result<Value> {
+        let url = format!("{}/admin/projections/{name}/policy", self.base);
+        self.send(self.http.put(url).json(&serde_json::json!({"on_poison": on_poison}))).await
+    }
+
+    /// Skips the event a deployment halted at.
+    pub async fn skip(&self, name: &str, partition: i32, offset: i64) -> anyhow::Result<Value> {
+        let url = format!("{}/admin/projections/{name}/skip", self.base);
+        self.send(self.http.post(url).json(&serde_json::json!({"partition": partition, "offset": offset}))).await
+    }
+
+    /// Requests a re-drive of every pending dead letter, or of the one at `at`.
+    pub async fn redrive(&self, name: &str, at: Option<(i32, i64)>) -> anyhow::Result<Value> {
+        let request = self.http.post(format!("{}/admin/projections/{name}/dead-letters/redrive", self.base));
+        let request = match at {
+            Some((partition, offset)) => request.json(&serde_json::json!({"partition": partition, "offset": offset})),
+            None => request,
+        };
+        self.send(request).await
+    }
+
+    /// Prints the dead letters as a table.
+    pub async fn dead_letters(&self, name: &str, pending: bool) -> anyhow::Result<()> {
+        let body = self.get(&format!("/admin/projections/{name}/dead-letters?pending={pending}")).await?;
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
+            "version", "partition", "offset", "key", "reason", "state", "attempts", "error",
+        ]);
+        for letter in body["dead_letters"].as_array().into_iter().flatten() {
+            let state = if !letter["redriven_at"].is_null() {
+                "re-driven"
+            } else if !letter["redrive_requested_at"].is_null() {
+                "re-drive requested"
+            } else {
+                "pending"
+            };
+            let error = letter["last_redrive_error"].as_str().or(letter["error"].as_str()).unwrap_or_default();
+            table.add_row([
+                format!("{}.{}", letter["version"], letter["build"]),
+                letter["partition"].to_string(),
+                letter["offset"].to_string(),
+                letter["event"]["key"].as_str().unwrap_or_default().to_string(),
+                letter["reason"].as_str().unwrap_or_default().to_string(),
+                state.to_string(),
+                letter["attempts"].to_string(),
+                compact(error, 120),
+            ]);
+        }
+        println!("{table}");
+        Ok(())
+    }
+
     /// Removes a projection.
     pub async fn remove(&self, name: &str) -> anyhow::Result<Value> {
         self.send(self.http.delete(format!("{}/admin/projections/{name}", self.base))).await
@@ -139,4 +199,17 @@ impl Client {
             }
         }
     }
+}
+
+/// `text` on one line, at most about `most` characters: its start and its end (where a trap's
+/// cause is) around an ellipsis.
+fn compact(text: &str, most: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= most {
+        return line;
+    }
+    let half = most / 2;
+    let (start, end): (String, String) = (chars[..half].iter().collect(), chars[chars.len() - half..].iter().collect());
+    format!("{start} … {end}")
 }

@@ -98,6 +98,9 @@ enum ProjectionsAction {
         /// Return once uploaded instead of following the build.
         #[arg(long)]
         no_wait: bool,
+        /// The projection's poison policy: `halt` or `dead-letter` (unchanged when left out).
+        #[arg(long)]
+        on_poison: Option<String>,
     },
     /// List projections and their deployments.
     List,
@@ -118,6 +121,31 @@ enum ProjectionsAction {
     Resume { name: String },
     /// Remove the projection: its workers, views, schemas and consumer groups.
     Rm { name: String },
+    /// Set what the projection does with a poison event: `halt` or `dead-letter`.
+    Policy { name: String, on_poison: String },
+    /// Move a deployment halted at one event past it (recorded in its dead letters).
+    Skip {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        #[arg(long)]
+        offset: i64,
+    },
+    /// List the projection's dead letters.
+    DeadLetters {
+        name: String,
+        /// Only those not re-driven yet.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Re-drive dead letters through the current build (all pending ones, or one).
+    Redrive {
+        name: String,
+        #[arg(long, requires = "offset")]
+        partition: Option<i32>,
+        #[arg(long, requires = "partition")]
+        offset: Option<i64>,
+    },
 }
 
 #[tokio::main]
@@ -189,8 +217,8 @@ async fn main() -> anyhow::Result<()> {
 async fn projections(client: &projector::cli::Client, action: ProjectionsAction) -> anyhow::Result<()> {
     let show = |body: serde_json::Value| println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
     match action {
-        ProjectionsAction::Push { file, hot_swap, no_wait } => {
-            let body = client.push(&file, hot_swap).await?;
+        ProjectionsAction::Push { file, hot_swap, no_wait, on_poison } => {
+            let body = client.push(&file, hot_swap, on_poison.as_deref()).await?;
             let (result, d) = (body["result"].as_str().unwrap_or_default(), &body["deployment"]);
             let name = d["name"].as_str().unwrap_or_default().to_string();
             println!("{name} v{}: {result}", d["version"]);
@@ -211,6 +239,12 @@ async fn projections(client: &projector::cli::Client, action: ProjectionsAction)
         ProjectionsAction::Pause { name } => show(client.act(&name, "pause").await?),
         ProjectionsAction::Resume { name } => show(client.act(&name, "resume").await?),
         ProjectionsAction::Rm { name } => show(client.remove(&name).await?),
+        ProjectionsAction::Policy { name, on_poison } => show(client.set_policy(&name, &on_poison).await?),
+        ProjectionsAction::Skip { name, partition, offset } => show(client.skip(&name, partition, offset).await?),
+        ProjectionsAction::DeadLetters { name, pending } => client.dead_letters(&name, pending).await?,
+        ProjectionsAction::Redrive { name, partition, offset } => {
+            show(client.redrive(&name, partition.zip(offset)).await?)
+        }
     }
     Ok(())
 }

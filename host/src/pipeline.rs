@@ -27,7 +27,8 @@ use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
 use crate::runtime::types::{Event, Header};
 use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
-use crate::registry::{Deployment, Registry};
+use crate::registry::{Deployment, Poison, Registry};
+use crate::sink::postgres::letters::{Build, Letter, Reason};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
 use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
 use crate::progress::Watermarks;
@@ -55,6 +56,8 @@ pub struct ProjectionStatus {
     pub offset_jumps: AtomicU64,
     /// The last of those: what was found and what was done.
     pub last_offset_jump: Mutex<Option<String>>,
+    /// Poison events moved past (dead-lettered or skipped) since the process started.
+    pub dead_lettered: AtomicU64,
 }
 
 /// One detected stall of a projection's consumer.
@@ -69,12 +72,16 @@ pub struct Stall {
 /// Why a batch stopped the projection.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    /// The plugin returned an error for one event, or operations the declaration forbids.
+    /// The plugin returned an error for one event, or operations the declaration forbids, or
+    /// a call failed on it, or the database refused what it made of it. `deterministic`: the
+    /// same event fails again the same way (false only for a wall-clock deadline), so it is
+    /// poison (see [`Poison`]).
     #[error("event at partition {partition} offset {offset}: {message}")]
     Event {
         partition: i32,
         offset: i64,
         message: String,
+        deterministic: bool,
     },
     /// A partition's stored offset is not in the log any more, and the policy is to halt.
     #[error("partition {partition} offset {offset}: {message}")]
@@ -95,6 +102,24 @@ enum Failure {
     /// Shutdown was requested while waiting for the database.
     #[error("stopped while waiting for the database")]
     Cancelled,
+}
+
+/// Where the events of a batch come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Read from the topic: a commit moves the offsets past them.
+    Topic,
+    /// Dead letters re-driven: a commit marks them re-driven and leaves the offsets.
+    Redrive,
+}
+
+/// How often a worker looks for dead letters whose re-drive was requested.
+const REDRIVE_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether a call that failed on an event would fail on it again: everything but the
+/// wall-clock deadline, which a loaded machine can hit on an innocent event.
+fn deterministic(error: &CallError) -> bool {
+    !matches!(error, CallError::Timeout(_))
 }
 
 /// Everything one deployment's thread needs.
@@ -167,14 +192,23 @@ impl Projector {
             closing: None,
             watermarks: None,
             halted: None,
+            redrive_checked: Instant::now(),
         };
+        if let Err(e) = worker.retry("create the dead-letter table", || worker.writer.ensure_dead_letters()) {
+            tracing::warn!(projection = %name, error = %e, "Cannot create the dead-letter table; recording a dead letter will fail.");
+        }
         let mut report = Report::new();
         while !self.cancel.is_cancelled() {
-            let batch = worker.collect();
-            let outcome = match worker.halted.take() {
-                Some(failure) => Err(failure),
-                None if batch.is_empty() => continue,
-                None => worker.apply(&batch),
+            let outcome = match worker.redrive() {
+                Some(outcome) => outcome,
+                None => {
+                    let batch = worker.collect();
+                    match worker.halted.take() {
+                        Some(failure) => Err(failure),
+                        None if batch.is_empty() => continue,
+                        None => worker.apply(&batch),
+                    }
+                }
             };
             match outcome {
                 Ok(applied) => report.add(&name, applied),
@@ -232,6 +266,8 @@ struct Worker<'a> {
     watermarks: Option<Watermarks>,
     /// Set by [`Worker::collect`] when the projection must stop before its next batch.
     halted: Option<Failure>,
+    /// When [`Worker::redrive`] last looked for requested re-drives.
+    redrive_checked: Instant,
 }
 
 impl Worker<'_> {
@@ -504,26 +540,150 @@ impl Worker<'_> {
     }
 
     fn apply_events(&mut self, events: &[Event]) -> Result<usize, Failure> {
-        let (failed_at, failure) = match self.project(events) {
-            Ok((changes, state)) => match self.commit(events, &changes, &state) {
-                Err(Failure::Sink(error)) if error.caused_by_data() => self.pin_refused(events, error),
-                outcome => return outcome,
-            },
-            Err((failed_at, failure)) => self.pin(events, failed_at, failure),
-        };
-        if failed_at > 0 {
-            // Deterministic plugins: projecting the prefix again gives the same result.
-            let prefix = &events[..failed_at];
-            let (changes, state) = self.project(prefix).map_err(|(_, f)| f)?;
-            self.commit(prefix, &changes, &state)?;
+        self.apply_from(events, Source::Topic)
+    }
+
+    /// Projects and commits `events` (read from the topic, or dead letters being re-driven).
+    /// When one event fails, the events before it are applied; then a poison event from the
+    /// topic is moved past, recorded in the dead letters in the same transaction, when the
+    /// policy is `dead-letter` or an operator skipped it, and the rest goes on; any other
+    /// failure stops the projection there. A re-driven event that fails again stays a dead
+    /// letter, with its new error, and the rest goes on.
+    fn apply_from(&mut self, events: &[Event], source: Source) -> Result<usize, Failure> {
+        let mut rest = events;
+        let mut applied = 0;
+        loop {
+            let (failed_at, failure) = match self.project(rest) {
+                Ok((changes, state)) => {
+                    let letters = redriven(rest, source, &self.projector.deployment.sha256);
+                    match self.commit(rest, &changes, &state, source, &letters) {
+                        Err(Failure::Sink(error)) if error.caused_by_data() => self.pin_refused(rest, error, source),
+                        outcome => return outcome.map(|count| applied + count),
+                    }
+                }
+                Err((failed_at, failure)) => self.pin(rest, failed_at, failure),
+            };
+            // A re-driven event that fails again is refused (`None`); a poison event from the
+            // topic is moved past for a reason, or the projection halts there.
+            let moving_past = match (&failure, source) {
+                (Failure::Event { .. }, Source::Redrive) => Some(None),
+                (Failure::Event { deterministic: true, partition, offset, .. }, Source::Topic) => {
+                    self.disposal(*partition, *offset)?.map(Some)
+                }
+                _ => None,
+            };
+            let (Some(reason), Failure::Event { message, .. }) = (moving_past, &failure) else {
+                self.commit_prefix(&rest[..failed_at], source, Vec::new())?;
+                return Err(failure);
+            };
+            let (poison, build) = (&rest[failed_at], self.build());
+            let letter = match reason {
+                Some(reason) => {
+                    self.moved_past(poison, message, reason);
+                    Letter::Record { event: poison, error: message, reason, build: &build }
+                }
+                None => Letter::Refused { partition: poison.partition, offset: poison.offset, error: message },
+            };
+            let committed = self.commit_prefix(&rest[..=failed_at], source, vec![letter])?;
+            if committed == 0 {
+                // Fenced: the consumer is back at the stored offsets.
+                return Ok(applied);
+            }
+            applied += committed;
+            rest = &rest[failed_at + 1..];
+            if rest.is_empty() {
+                return Ok(applied);
+            }
         }
-        Err(failure)
+    }
+
+    /// Commits `through`: the effects of all its events but the last one when `last` is
+    /// given (the poison event, which only moves the offset past it), with its letters.
+    fn commit_prefix(&mut self, through: &[Event], source: Source, last: Vec<Letter<'_>>) -> Result<usize, Failure> {
+        let applying = if last.is_empty() { through } else { &through[..through.len() - 1] };
+        if through.is_empty() {
+            return Ok(0);
+        }
+        let spec = self.projector.plugin.spec();
+        let (changes, state) = if applying.is_empty() {
+            (Changeset::new(spec), StateOverlay::new(HashMap::new(), Box::new(|_: &str| Ok(None))))
+        } else {
+            // Deterministic plugins: projecting the prefix again gives the same result.
+            self.project(applying).map_err(|(_, f)| f)?
+        };
+        let projector = self.projector;
+        let mut letters = redriven(applying, source, &projector.deployment.sha256);
+        letters.extend(last);
+        self.commit(through, &changes, &state, source, &letters)
+    }
+
+    /// What to do with a poison event from the topic: move past it (dead-lettered by the
+    /// policy, or skipped by an operator), or `None` to halt there.
+    fn disposal(&self, partition: i32, offset: i64) -> Result<Option<Reason>, Failure> {
+        let projector = self.projector;
+        let policy = self.retry("read the poison policy", || projector.registry.poison_policy(projector.deployment.id))?;
+        if policy == Poison::DeadLetter {
+            return Ok(Some(Reason::DeadLetter));
+        }
+        let skipped = self.retry("read the skips", || self.writer.skip_noted(partition, offset))?;
+        Ok(skipped.then_some(Reason::Skipped))
+    }
+
+    /// Counts and logs a poison event being moved past.
+    fn moved_past(&self, event: &Event, error: &str, reason: Reason) {
+        let projector = self.projector;
+        let d = &projector.deployment;
+        let (kind, how) = match reason {
+            Reason::DeadLetter => ("dead_letter", "dead-lettered (on_poison = dead-letter)"),
+            Reason::Skipped => ("skipped", "skipped by an operator"),
+        };
+        projector.metrics.error(&d.name, kind);
+        projector.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(projection = %d.name, version = d.version, partition = event.partition, offset = event.offset, error = %error, "Poison event {how}; moving past it.");
+    }
+
+    /// The build recording dead letters.
+    fn build(&self) -> Build {
+        let d = &self.projector.deployment;
+        Build { sha256: d.sha256.clone(), version: d.version, build: d.build }
+    }
+
+    /// The dead letters whose re-drive was requested, of the partitions this worker holds, when
+    /// it is time to look (every second); `None` when there are none.
+    fn redrive(&mut self) -> Option<Result<usize, Failure>> {
+        if self.redrive_checked.elapsed() < REDRIVE_CHECK {
+            return None;
+        }
+        self.redrive_checked = Instant::now();
+        let held: Vec<i32> = self
+            .consumer
+            .context()
+            .assigned()
+            .into_iter()
+            .filter_map(|(p, stored)| stored.map(|_| p))
+            .collect();
+        if held.is_empty() {
+            return None;
+        }
+        let topic = &self.projector.kafka.topic;
+        let limit = self.projector.pipeline.max_batch_events as i64;
+        let events = match self.projector.handle.block_on(self.writer.redrives(topic, &held, limit)) {
+            Ok(events) if !events.is_empty() => events,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::debug!(projection = %self.projector.deployment.name, error = %e, "Cannot look for dead letters to re-drive now.");
+                return None;
+            }
+        };
+        tracing::info!(projection = %self.projector.deployment.name, count = events.len(), "Re-driving dead letters through the current build.");
+        // Re-driven events are not new events: they add nothing to the throughput report.
+        Some(self.apply_from(&events, Source::Redrive).map(|_| 0))
     }
 
     /// Narrows a batch the database refused for a value (see [`SinkError::caused_by_data`])
     /// down to the first event whose effects it refuses: a binary search over prefixes of the
     /// batch, each projected and written in a transaction that is rolled back.
-    fn pin_refused(&self, events: &[Event], error: SinkError) -> (usize, Failure) {
+    fn pin_refused(&self, events: &[Event], error: SinkError, source: Source) -> (usize, Failure) {
         let spec = self.projector.plugin.spec();
         let mut refusal = error.to_string();
         // Invariant: events[..good] is accepted, events[..bad] is refused.
@@ -534,7 +694,7 @@ impl Worker<'_> {
             let Ok((changes, state)) = self.project(prefix) else {
                 return (0, Failure::Sink(error));
             };
-            let progress = self.progress(prefix);
+            let progress = self.progress_of(prefix, source);
             match self.projector.handle.block_on(self.writer.probe(spec, &changes, state.writes(), &progress)) {
                 Ok(()) => good = middle,
                 Err(e) if e.caused_by_data() => {
@@ -551,6 +711,7 @@ impl Worker<'_> {
             partition: poison.partition,
             offset: poison.offset,
             message: format!("the database refused what the plugin made of this event: {refusal}"),
+            deterministic: true,
         };
         (good, failure)
     }
@@ -588,6 +749,7 @@ impl Worker<'_> {
                     partition: poison.partition,
                     offset: poison.offset,
                     message: format!("the plugin call failed on this event: {error}"),
+                    deterministic: deterministic(&error),
                 };
                 (good, failure)
             }
@@ -666,6 +828,7 @@ impl Worker<'_> {
                         partition: event.partition,
                         offset: event.offset,
                         message,
+                        deterministic: true,
                     };
                     (first + index, failure)
                 };
@@ -678,24 +841,30 @@ impl Worker<'_> {
         Ok((changes, state))
     }
 
-    /// Commits projected events with their offsets; returns how many were applied (0 when
-    /// fenced: the consumer is moved back to the stored offsets).
+    /// Commits projected events with their offsets (from the topic) or their fence (re-driven)
+    /// and `letters`; returns how many were committed (0 when fenced: the consumer is moved
+    /// back to the stored offsets).
     fn commit(
         &mut self,
         events: &[Event],
         changes: &Changeset,
         state: &StateOverlay,
+        source: Source,
+        letters: &[Letter<'_>],
     ) -> Result<usize, Failure> {
         let projector = self.projector;
         let spec = projector.plugin.spec();
-        let progress = self.progress(events);
+        let progress = self.progress_of(events, source);
         let committed =
-            self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress))?;
+            self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress, letters))?;
         if !committed {
             if !self.consumer.context().reseed(&self.consumer) {
                 self.replace_consumer();
             }
             return Ok(0);
+        }
+        if source == Source::Redrive {
+            return Ok(events.len());
         }
         let offsets: Vec<(i32, i64)> = progress.iter().map(|p| (p.partition, p.next)).collect();
         self.consumer.context().committed(&offsets);
@@ -709,6 +878,29 @@ impl Worker<'_> {
             .batches_committed
             .fetch_add(1, Ordering::Relaxed);
         Ok(events.len())
+    }
+
+    /// What a commit of `events` does to the offsets: moves them past events from the topic;
+    /// only checks them (the partition is still this worker's) for re-driven events.
+    fn progress_of(&self, events: &[Event], source: Source) -> Vec<PartitionProgress> {
+        match source {
+            Source::Topic => self.progress(events),
+            Source::Redrive => self.fence(events),
+        }
+    }
+
+    /// The stored offsets of the partitions of `events`, unchanged: a commit with them fails
+    /// as fenced when another consumer moved one.
+    fn fence(&self, events: &[Event]) -> Vec<PartitionProgress> {
+        let assigned = self.consumer.context().assigned();
+        let partitions: std::collections::BTreeSet<i32> = events.iter().map(|e| e.partition).collect();
+        partitions
+            .into_iter()
+            .filter_map(|partition| {
+                let stored = assigned.get(&partition).copied().flatten()?;
+                Some(PartitionProgress { partition, expected: Some(stored), next: stored, last_event_ms: None })
+            })
+            .collect()
     }
 
     /// How far `events` move each partition, from the stored offsets of the assignment.
@@ -802,6 +994,17 @@ impl Worker<'_> {
         *delay = (*delay * 2).min(Duration::from_secs(5));
         Ok(())
     }
+}
+
+/// The marks of re-driven `events` as applied by `sha256` (none for events from the topic).
+fn redriven<'e>(events: &'e [Event], source: Source, sha256: &'e str) -> Vec<Letter<'e>> {
+    if source == Source::Topic {
+        return Vec::new();
+    }
+    events
+        .iter()
+        .map(|e| Letter::Redriven { partition: e.partition, offset: e.offset, sha256 })
+        .collect()
 }
 
 /// How a batch is cut into plugin calls: consecutive ranges of at most `events_per_call`

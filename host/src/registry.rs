@@ -77,6 +77,40 @@ impl fmt::Display for Status {
     }
 }
 
+/// What a deployment does with a *poison* event: one that fails deterministically (the plugin
+/// rejects it, traps on it, or the database refuses what it makes of it). Transient failures
+/// (the database or the broker away) are never poison: they are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Poison {
+    /// Stop exactly at the event, everything before it applied, until a fixed build is
+    /// hot-swapped in or an operator skips that one event.
+    #[default]
+    Halt,
+    /// Move past the event, recording it with its error in the deployment's dead letters in the
+    /// same transaction; it can be re-driven later through the current build.
+    DeadLetter,
+}
+
+impl Poison {
+    /// The policy's name in the API and the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Poison::Halt => "halt",
+            Poison::DeadLetter => "dead-letter",
+        }
+    }
+
+    /// Parses `halt` or `dead-letter`.
+    pub fn parse(text: &str) -> Option<Poison> {
+        match text {
+            "halt" => Some(Poison::Halt),
+            "dead-letter" => Some(Poison::DeadLetter),
+            _ => None,
+        }
+    }
+}
+
 /// One build of one projection version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployment {
@@ -101,6 +135,8 @@ pub struct Deployment {
     pub status: Status,
     /// Paused deployments keep their place but consume nothing.
     pub paused: bool,
+    /// What it does with a poison event.
+    pub on_poison: Poison,
     /// Whether its collections are the public views: it is live, or failed while live.
     pub serving: bool,
     /// The error that stopped it, if any.
@@ -205,7 +241,7 @@ pub struct Registry {
 }
 
 const COLUMNS: &str = "id, name, version, build, sha256, spec, schema_name, consumer_group, status, \
-     paused, serving, last_error, error_partition, error_offset, uploaded_by, created_at, activated_at";
+     paused, on_poison, serving, last_error, error_partition, error_offset, uploaded_by, created_at, activated_at";
 
 impl Registry {
     /// A registry over `pool` (the host's schema must exist: see `Database::connect`).
@@ -304,6 +340,7 @@ impl Registry {
         component: Component<'_>,
         group_prefix: &str,
         rebuild: bool,
+        on_poison: Option<Poison>,
     ) -> Result<Created, RegistryError> {
         let (name, version) = (spec.name(), spec.version());
         let (sha256, uploaded_by) = (component.sha256, component.uploaded_by);
@@ -335,9 +372,11 @@ impl Registry {
         for statement in ddl::create_storage(&schema, spec) {
             sqlx::query(&statement).execute(&mut *tx).await?;
         }
+        // Unless the upload says otherwise, a new deployment keeps the projection's policy.
         let row = sqlx::query(&format!(
-            "INSERT INTO projector.deployments (name, version, build, sha256, spec, schema_name, consumer_group, status, uploaded_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'building', $8) RETURNING {COLUMNS}"
+            "INSERT INTO projector.deployments (name, version, build, sha256, spec, schema_name, consumer_group, status, uploaded_by, on_poison) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'building', $8, COALESCE($9, (SELECT on_poison FROM projector.deployments \
+             WHERE name = $1 ORDER BY serving DESC, id DESC LIMIT 1), 'halt')) RETURNING {COLUMNS}"
         ))
         .bind(name)
         .bind(version as i32)
@@ -347,6 +386,7 @@ impl Registry {
         .bind(&schema)
         .bind(&group)
         .bind(uploaded_by)
+        .bind(on_poison.map(Poison::as_str))
         .fetch_one(&mut *tx)
         .await?;
         Self::notify(&mut tx, name).await?;
@@ -454,6 +494,82 @@ impl Registry {
         Ok(deployment(&row)?)
     }
 
+    /// Sets the poison policy of every deployment of a projection; running ones apply it from
+    /// their next poison event.
+    pub async fn set_poison(&self, name: &str, policy: Poison) -> Result<(), RegistryError> {
+        let mut tx = self.locked().await?;
+        let changed = sqlx::query("UPDATE projector.deployments SET on_poison = $2 WHERE name = $1")
+            .bind(name)
+            .bind(policy.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(RegistryError::NotFound(name.into()));
+        }
+        Self::notify(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A deployment's poison policy now (it may have changed since the deployment started).
+    pub async fn poison_policy(&self, id: i64) -> Result<Poison, sqlx::Error> {
+        let policy: Option<String> = sqlx::query_scalar("SELECT on_poison FROM projector.deployments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(policy.as_deref().and_then(Poison::parse).unwrap_or_default())
+    }
+
+    /// An operator's skip of the one event a deployment halted at: the skip is noted in its
+    /// dead letters (with who skipped it) and the deployment runs again (live again if it was
+    /// serving, else building), moving past that event when it fails there again, recorded.
+    /// Refused when no deployment of `name` failed at exactly `at`.
+    pub async fn skip(&self, name: &str, at: (i32, i64), by: &str) -> Result<Deployment, RegistryError> {
+        let mut tx = self.locked().await?;
+        let failed = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND status = 'failed' \
+             AND error_partition = $2 AND error_offset = $3 ORDER BY serving DESC, id DESC LIMIT 1"
+        ))
+        .bind(name)
+        .bind(at.0)
+        .bind(at.1)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(deployment)
+        .transpose()?;
+        let Some(failed) = failed else {
+            let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM projector.deployments WHERE name = $1)")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !known {
+                return Err(RegistryError::NotFound(name.into()));
+            }
+            return Err(RegistryError::Conflict(format!(
+                "no deployment of {name} halted at partition {} offset {}; a skip names the exact event a deployment failed at",
+                at.0, at.1
+            )));
+        };
+        let build = crate::sink::postgres::letters::Build {
+            sha256: failed.sha256.clone(),
+            version: failed.version,
+            build: failed.build,
+        };
+        let error = failed.last_error.clone().unwrap_or_default();
+        crate::sink::postgres::letters::note_skip(&mut tx, &failed.schema, at, &error, &build, by).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE projector.deployments SET status = CASE WHEN serving THEN 'live' ELSE 'building' END, \
+             last_error = NULL, error_partition = NULL, error_offset = NULL WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(failed.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        Self::notify(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(deployment(&row)?)
+    }
+
     /// Pauses or resumes every running deployment of a projection.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), RegistryError> {
         let mut tx = self.locked().await?;
@@ -483,7 +599,7 @@ impl Registry {
              error_offset = $4 WHERE id = $1",
         )
         .bind(id)
-        .bind(error)
+        .bind(crate::sink::postgres::letters::storable(error).as_ref())
         .bind(at.map(|(p, _)| p))
         .bind(at.map(|(_, o)| o))
         .execute(&mut *tx)
@@ -692,6 +808,7 @@ fn deployment(row: &sqlx::postgres::PgRow) -> Result<Deployment, sqlx::Error> {
         consumer_group: row.try_get("consumer_group")?,
         status: Status::parse(row.try_get::<&str, _>("status")?),
         paused: row.try_get("paused")?,
+        on_poison: Poison::parse(row.try_get::<&str, _>("on_poison")?).unwrap_or_default(),
         serving: row.try_get("serving")?,
         last_error: row.try_get("last_error")?,
         error_partition: row.try_get("error_partition")?,

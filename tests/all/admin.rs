@@ -449,6 +449,10 @@ async fn the_admin_api_describes_itself_in_openapi() {
         ("post", "/admin/projections/{name}/rollback"),
         ("post", "/admin/projections/{name}/pause"),
         ("post", "/admin/projections/{name}/resume"),
+        ("put", "/admin/projections/{name}/policy"),
+        ("post", "/admin/projections/{name}/skip"),
+        ("get", "/admin/projections/{name}/dead-letters"),
+        ("post", "/admin/projections/{name}/dead-letters/redrive"),
         ("post", "/admin/dry-run"),
     ]
     .into_iter()

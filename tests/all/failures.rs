@@ -166,12 +166,12 @@ async fn probe_schema(db: &TestDb) -> String {
 }
 
 /// The record keys in the `misbehaving` fixture's table of `schema`, sorted.
-async fn probe_ids(db: &TestDb, schema: &str) -> Vec<String> {
+pub(crate) async fn probe_ids(db: &TestDb, schema: &str) -> Vec<String> {
     sqlx::query_scalar(&format!("SELECT id FROM \"{schema}\".probe ORDER BY id")).fetch_all(&db.pool).await.unwrap()
 }
 
 /// Waits until a projection fails; returns its error, partition, offset and schema.
-async fn failure_of(db: &TestDb, name: &str, host: &Host) -> (String, Option<i32>, Option<i64>, String) {
+pub(crate) async fn failure_of(db: &TestDb, name: &str, host: &Host) -> (String, Option<i32>, Option<i64>, String) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let row = sqlx::query(

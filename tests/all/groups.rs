@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use projector::config::KafkaConfig;
 use projector::demo::DemoRecord;
 use projector_tests::broker::{self, Broker};
 use projector_tests::host::{Host, HostConfig, READ_TOKEN};
@@ -265,6 +266,8 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
     let records = projector::demo::generate(8_000, 64);
     let (first, second) = records.split_at(records.len() / 2);
     projector::demo::publish(&kafka, first).await.unwrap();
+    let probe = KafkaConfig { topic: "probe".into(), ..kafka.clone() };
+    projector::demo::create_topic(&probe, "probe", 1).await.unwrap();
 
     let db = TestDb::create("frozen_broker").await;
     let config = HostConfig::new("frozen-broker", &db.url, topic, &EXAMPLE_PLUGINS)
@@ -282,6 +285,7 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
     broker.thaw();
     assert!(host.running(), "{}", host.log_tail());
     assert!(at_freeze < first.len() as i64, "the freeze came after everything was applied");
+    wait_writable(&probe, &first[..1]).await;
     projector::demo::publish(&kafka, second).await.unwrap();
 
     wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(120)).await;
@@ -291,6 +295,20 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
         "stalls detected and recovered: {}",
         host.log().matches("Consumer stalled").count()
     );
+}
+
+/// Waits until a thawed broker accepts writes again, by publishing `probe` to a topic no host
+/// reads (a broker frozen past its sessions can take more than one producer timeout to lead its
+/// partitions again).
+async fn wait_writable(probe: &KafkaConfig, record: &[DemoRecord]) {
+    broker::wait_for_metadata(&probe.brokers, Duration::from_secs(60));
+    for attempt in 1.. {
+        match projector::demo::publish(probe, record).await {
+            Ok(_) => return,
+            Err(e) if attempt < 4 => eprintln!("the thawed broker refused a write ({e}); trying again"),
+            Err(e) => panic!("the thawed broker still refuses writes: {e}"),
+        }
+    }
 }
 
 /// Kafka's own `kafka-consumer-groups` tool describes a projection's group: the committed

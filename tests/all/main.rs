@@ -6,6 +6,7 @@ mod query;
 mod e2e;
 mod admin;
 mod failures;
+mod poison;
 mod groups;
 mod sandbox;
 mod languages;

@@ -41,6 +41,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/admin/projections/{name}/rollback", post(projections::rollback))
         .route("/admin/projections/{name}/pause", post(projections::pause))
         .route("/admin/projections/{name}/resume", post(projections::resume))
+        .route("/admin/projections/{name}/policy", axum::routing::put(projections::set_policy))
+        .route("/admin/projections/{name}/skip", post(projections::skip))
+        .route("/admin/projections/{name}/dead-letters", get(projections::dead_letters))
+        .route("/admin/projections/{name}/dead-letters/redrive", post(projections::redrive))
         .route("/admin/dry-run", post(upload::dry_run))
         .route("/metrics", get(metrics))
         .route("/admin/openapi.json", get(openapi))
@@ -54,7 +58,8 @@ pub fn router(shared: Shared) -> Router {
     info(title = "Projector admin API", description = "Upload, inspect and steer projections without redeploying the host. Every route needs `Authorization: Bearer <token>`; read-only tokens may only GET."),
     paths(upload::upload, upload::dry_run, projections::list, projections::status, projections::rebuild,
           projections::rollback, projections::pause, projections::resume, projections::remove,
-          projections::remove_deployment),
+          projections::remove_deployment, projections::set_policy, projections::skip, projections::dead_letters,
+          projections::redrive),
     modifiers(&BearerAuth),
     tags((name = "projections", description = "Projections, their deployments and uploads"))
 )]

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{ApiError, Caller};
 use crate::registry::{Component, Created, Deployment, Status};
+use crate::sink::postgres::letters;
 use crate::source::kafka::client_config;
 use crate::spec::Spec;
 use crate::supervisor::Shared;
@@ -23,8 +24,25 @@ fn state(d: &Deployment) -> String {
     }
 }
 
+/// Dead letters per deployment: `(pending, re-driven)`.
+type LetterCounts = BTreeMap<i64, (i64, i64)>;
+
+async fn letter_counts(shared: &Shared, deployments: &[Deployment]) -> Result<LetterCounts, ApiError> {
+    let mut counts = LetterCounts::new();
+    for d in deployments {
+        let count = letters::counts(shared.database.pool(), &d.schema).await.map_err(ApiError::internal)?;
+        counts.insert(d.id, count);
+    }
+    Ok(counts)
+}
+
 fn describe(shared: &Shared, d: &Deployment) -> Value {
+    describe_with(shared, d, &LetterCounts::new())
+}
+
+fn describe_with(shared: &Shared, d: &Deployment, counts: &LetterCounts) -> Value {
     let progress = shared.board.get(d.id).unwrap_or_default();
+    let (pending, redriven) = counts.get(&d.id).copied().unwrap_or_default();
     let partitions: BTreeMap<String, Value> = progress
         .partitions
         .iter()
@@ -49,6 +67,8 @@ fn describe(shared: &Shared, d: &Deployment) -> Value {
         "eta_seconds": progress.eta_seconds.map(|s| (s * 10.0).round() / 10.0),
         "partitions": partitions,
         "consumer": consumer(shared, d.id),
+        "on_poison": d.on_poison,
+        "dead_letters": {"pending": pending, "redriven": redriven},
         "last_error": d.last_error.as_ref().map(|message| json!({
             "message": message, "partition": d.error_partition, "offset": d.error_offset,
         })),
@@ -73,14 +93,15 @@ fn consumer(shared: &Shared, id: i64) -> Value {
     })
 }
 
-fn summary(shared: &Shared, name: &str, deployments: &[&Deployment]) -> Value {
+fn summary(shared: &Shared, name: &str, deployments: &[&Deployment], counts: &LetterCounts) -> Value {
     let live = deployments.iter().find(|d| d.status == Status::Live);
     let serving = deployments.iter().find(|d| d.serving);
     json!({
         "name": name,
         "live_version": live.map(|d| d.version),
         "serving_version": serving.map(|d| d.version),
-        "deployments": deployments.iter().map(|d| describe(shared, d)).collect::<Vec<_>>(),
+        "on_poison": serving.or(deployments.first()).map(|d| d.on_poison),
+        "deployments": deployments.iter().map(|d| describe_with(shared, d, counts)).collect::<Vec<_>>(),
     })
 }
 
@@ -90,11 +111,12 @@ fn summary(shared: &Shared, name: &str, deployments: &[&Deployment]) -> Value {
               (status = 401, description = "No or unknown token")))]
 pub async fn list(State(shared): State<Shared>) -> Result<Json<Value>, ApiError> {
     let all = shared.registry.all().await?;
+    let counts = letter_counts(&shared, &all).await?;
     let mut by_name: BTreeMap<&str, Vec<&Deployment>> = BTreeMap::new();
     for d in &all {
         by_name.entry(&d.name).or_default().push(d);
     }
-    let projections: Vec<Value> = by_name.iter().map(|(name, ds)| summary(&shared, name, ds)).collect();
+    let projections: Vec<Value> = by_name.iter().map(|(name, ds)| summary(&shared, name, ds, &counts)).collect();
     Ok(Json(json!({"projections": projections})))
 }
 
@@ -104,8 +126,9 @@ pub async fn list(State(shared): State<Shared>) -> Result<Json<Value>, ApiError>
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let deployments = shared.registry.of(&name).await?;
+    let counts = letter_counts(&shared, &deployments).await?;
     let refs: Vec<&Deployment> = deployments.iter().collect();
-    Ok(Json(summary(&shared, &name, &refs)))
+    Ok(Json(summary(&shared, &name, &refs, &counts)))
 }
 
 /// `POST /admin/projections/{name}/rebuild`: the live code again from the start of the topic,
@@ -126,7 +149,7 @@ pub async fn rebuild(
     let spec = Spec::new(source.spec.clone()).map_err(ApiError::internal)?;
     let component = Component { sha256: &source.sha256, wasm: None, uploaded_by: &caller.name };
     let prefix = &shared.config.kafka.group_prefix;
-    let Created::New(deployment) = shared.registry.create(&spec, component, prefix, true).await? else {
+    let Created::New(deployment) = shared.registry.create(&spec, component, prefix, true, None).await? else {
         unreachable!("a rebuild always creates a deployment");
     };
     tracing::info!(projection = %name, version = deployment.version, build = deployment.build, by = %caller.name, "Rebuild started.");
@@ -160,6 +183,118 @@ pub async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Re
 pub async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     shared.registry.set_paused(&name, false).await?;
     Ok(Json(json!({"result": "resumed", "name": name})))
+}
+
+/// An event's coordinates.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct At {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Body of `PUT .../policy`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Policy {
+    /// `halt` or `dead-letter`.
+    pub on_poison: String,
+}
+
+/// `PUT /admin/projections/{name}/policy`: the projection's poison policy.
+#[utoipa::path(put, path = "/admin/projections/{name}/policy", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    request_body(content = String, content_type = "application/json", description = "`{on_poison: \"halt\" | \"dead-letter\"}`"),
+    responses((status = 200, description = "`{result: \"policy set\", name, on_poison}`: every deployment applies it from its next poison event"),
+              (status = 400, description = "`invalid_policy`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+pub async fn set_policy(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(policy): Json<Policy>,
+) -> Result<Json<Value>, ApiError> {
+    let on_poison = super::upload::poison_policy(&policy.on_poison)?;
+    shared.registry.set_poison(&name, on_poison).await?;
+    tracing::info!(projection = %name, on_poison = on_poison.as_str(), by = %caller.name, "Poison policy set.");
+    Ok(Json(json!({"result": "policy set", "name": name, "on_poison": on_poison})))
+}
+
+/// `POST /admin/projections/{name}/skip`: moves a deployment halted at one event past it.
+#[utoipa::path(post, path = "/admin/projections/{name}/skip", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    request_body(content = String, content_type = "application/json", description = "`{partition, offset}`: exactly where the deployment failed"),
+    responses((status = 200, description = "`{result: \"skipping\", deployment}`: it runs again and records that one event in its dead letters (reason `skipped`, who skipped it) as it moves past it; a fixed build hot-swapped in first would apply it instead"),
+              (status = 409, description = "No deployment of the projection failed at that event"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+pub async fn skip(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(at): Json<At>,
+) -> Result<Json<Value>, ApiError> {
+    let deployment = shared.registry.skip(&name, (at.partition, at.offset), &caller.name).await?;
+    tracing::warn!(projection = %name, partition = at.partition, offset = at.offset, by = %caller.name, "Poison event skipped by an operator.");
+    Ok(Json(json!({"result": "skipping", "deployment": describe(&shared, &deployment)})))
+}
+
+/// Query of the dead-letter list.
+#[derive(Debug, serde::Deserialize)]
+pub struct LetterQuery {
+    /// Only those not re-driven yet.
+    #[serde(default)]
+    pub pending: bool,
+    /// At most this many per deployment (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// `GET /admin/projections/{name}/dead-letters`: every deployment's dead letters.
+#[utoipa::path(get, path = "/admin/projections/{name}/dead-letters", tag = "projections",
+    params(("name" = String, Path, description = "Projection name"), ("pending" = Option<bool>, Query, description = "Only those not re-driven"),
+           ("limit" = Option<i64>, Query, description = "At most this many per deployment (default 100, at most 1000)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{name, dead_letters: [{deployment, version, build, partition, offset, event: {key, value, headers, timestamp_ms} | null, error, reason, recorded_by_build, recorded_by, recorded_at, redrive_requested_at, attempts, last_redrive_error, redriven_at, redriven_by_sha256}]}`, in offset order per partition"),
+              (status = 401, description = "No or unknown token"), (status = 404, description = "No such projection")))]
+pub async fn dead_letters(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LetterQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let mut all = Vec::new();
+    for d in shared.registry.of(&name).await? {
+        for mut letter in letters::list(shared.database.pool(), &d.schema, query.pending, limit).await.map_err(ApiError::internal)? {
+            letter["deployment"] = json!(d.id);
+            letter["version"] = json!(d.version);
+            letter["build"] = json!(d.build);
+            all.push(letter);
+        }
+    }
+    Ok(Json(json!({"name": name, "dead_letters": all})))
+}
+
+/// `POST /admin/projections/{name}/dead-letters/redrive`: applies dead letters through the
+/// current build.
+#[utoipa::path(post, path = "/admin/projections/{name}/dead-letters/redrive", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
+    request_body(content = String, content_type = "application/json", description = "Optional `{partition, offset}`: only that dead letter; without a body, every pending one"),
+    responses((status = 202, description = "`{result: \"redriving\", requested}`: each running deployment re-drives its own, in offset order per partition, through its current build, each applied once; one that fails again stays, with the new error and one more attempt"),
+              (status = 404, description = "No such projection, or no such pending dead letter"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token")))]
+pub async fn redrive(
+    State(shared): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Option<Json<At>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let at = body.map(|Json(at)| (at.partition, at.offset));
+    let mut requested = 0;
+    for d in shared.registry.of(&name).await?.iter().filter(|d| d.status.runs()) {
+        requested += letters::request_redrive(shared.database.pool(), &d.schema, at).await.map_err(ApiError::internal)?;
+    }
+    if let (Some((partition, offset)), 0) = (at, requested) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{name} has no pending dead letter at partition {partition} offset {offset} in a running deployment"),
+        ));
+    }
+    tracing::info!(projection = %name, requested, by = %caller.name, "Dead letters re-drive requested.");
+    Ok((StatusCode::ACCEPTED, Json(json!({"result": "redriving", "requested": requested}))))
 }
 
 /// `DELETE /admin/projections/{name}`: stops it everywhere and removes its views, schemas and

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, Caller};
 use crate::dryrun::{self, SampleEvent};
-use crate::registry::{Component, Created};
+use crate::registry::{Component, Created, Poison};
 use crate::runtime::Plugin;
 use crate::supervisor::Shared;
 
@@ -24,6 +24,19 @@ use crate::supervisor::Shared;
 pub struct UploadQuery {
     /// `hot-swap` replaces the live deployment's code without a rebuild.
     mode: Option<String>,
+    /// The projection's poison policy: `halt` or `dead-letter` (unchanged when left out).
+    on_poison: Option<String>,
+}
+
+/// Parses a poison policy given to the API.
+pub fn poison_policy(text: &str) -> Result<Poison, ApiError> {
+    Poison::parse(text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_policy",
+            format!("on_poison `{text}` is unknown; use halt or dead-letter"),
+        )
+    })
 }
 
 /// Reads and drops a body, up to `bound` bytes.
@@ -82,11 +95,12 @@ async fn validate(shared: &Shared, wasm: Vec<u8>) -> Result<Plugin, ApiError> {
 /// (blue/green when another version is live); `?mode=hot-swap` replaces the live code.
 #[utoipa::path(post, path = "/admin/projections", tag = "projections", security(("bearer" = [])),
     params(("mode" = Option<String>, Query, description = "`hot-swap`: replace the live deployment's code without a rebuild"),
+           ("on_poison" = Option<String>, Query, description = "The projection's poison policy, `halt` (default) or `dead-letter`; left out, it keeps the one it has"),
            ("X-Checksum-Sha256" = Option<String>, Header, description = "Expected sha256 of the body, hex")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
     responses((status = 201, description = "`{result: \"building\", deployment}`: validated, stored, rebuilding from the start of the topic"),
               (status = 200, description = "`{result: \"unchanged\" | \"hot-swapped\", deployment}`"),
-              (status = 400, description = "`checksum_mismatch`, `invalid_checksum_header`, `invalid_mode`"),
+              (status = 400, description = "`checksum_mismatch`, `invalid_checksum_header`, `invalid_mode`, `invalid_policy`"),
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"),
               (status = 409, description = "`version_exists`, `collection_taken`"),
               (status = 413, description = "`payload_too_large`"),
@@ -109,6 +123,7 @@ pub async fn upload(
             ))
         }
     };
+    let on_poison = query.on_poison.as_deref().map(poison_policy).transpose()?;
     let wasm = read_limited(body, shared.config.admin.max_upload_bytes()).await?;
     let sha256 = hex::encode(Sha256::digest(&wasm));
     if let Some(expected) = headers.get("x-checksum-sha256") {
@@ -132,13 +147,20 @@ pub async fn upload(
     let spec = plugin.spec();
     let component = Component { sha256: &sha256, wasm: Some(&wasm), uploaded_by: &caller.name };
     shared.plugins.lock().expect("not poisoned").insert(sha256.clone(), plugin.clone());
+    if let Some(policy) = on_poison {
+        // A policy is the projection's: set it on the deployments it has (if it has any).
+        match shared.registry.set_poison(spec.name(), policy).await {
+            Ok(()) | Err(crate::registry::RegistryError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     if hot_swap {
         let deployment = shared.registry.hot_swap(spec, component).await?;
         tracing::info!(projection = %deployment.name, sha256 = %sha256, by = %caller.name, "Live code hot-swapped.");
         return Ok((StatusCode::OK, Json(json!({"result": "hot-swapped", "deployment": deployment}))));
     }
     let prefix = &shared.config.kafka.group_prefix;
-    match shared.registry.create(spec, component, prefix, false).await? {
+    match shared.registry.create(spec, component, prefix, false, on_poison).await? {
         Created::New(deployment) => {
             tracing::info!(projection = %deployment.name, version = deployment.version, sha256 = %sha256, by = %caller.name, "Projection uploaded; building.");
             Ok((StatusCode::CREATED, Json(json!({"result": "building", "deployment": deployment}))))

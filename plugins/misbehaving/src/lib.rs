@@ -3,7 +3,9 @@
 //! on `Panic` it panics, on `Sleep` it sleeps for 40 s, on `Doze` it sleeps a second at a time
 //! forever, on `Flood` it writes 200,000 state keys, on `Burst` it returns 200,000 operations,
 //! on `Ambient` it records what the clock, randomness, environment and filesystem look
-//! like from inside; any other event upserts a row keyed by the record key.
+//! like from inside; a `Child` is refused until a `Parent` of the same key was seen (an event
+//! that arrived before what it depends on: a dead letter to re-drive later), then it counts one
+//! more child; any other event upserts a row keyed by the record key.
 
 use projector_sdk::{Collection, Context, Error, Event, Field, Operation, Projection, ProjectionSpec};
 
@@ -19,6 +21,7 @@ impl Projection for Misbehaving {
             Collection::postgres(COLLECTION, "One row per record key.")
                 .field(Field::text("id").description("The record key."))
                 .field(Field::text("observed").description("What the event observed."))
+                .field(Field::integer("children").description("`Child` events applied."))
                 .primary_key(["id"]),
         )
     }
@@ -30,6 +33,16 @@ impl Projection for Misbehaving {
                 for i in 0..200_000 {
                     ctx.set_state(&format!("flood-{i}"), &i)?;
                 }
+            }
+            Some("Parent") => ctx.set_state(&format!("parent:{id}"), &true)?,
+            Some("Child") => {
+                if ctx.state::<bool>(&format!("parent:{id}"))?.is_none() {
+                    return Err(Error::new(format!("child of {id} arrived before its parent")));
+                }
+                return Ok(vec![
+                    Operation::upsert(COLLECTION, id.clone()).set("observed", "child").into(),
+                    Operation::increment(COLLECTION, id).add("children", 1i64).into(),
+                ]);
             }
             Some("Burst") => {
                 return Ok((0..200_000).map(|i| Operation::upsert(COLLECTION, format!("{id}-{i}")).set("observed", "burst").into()).collect());

@@ -83,6 +83,9 @@ pub const BOOTSTRAP: &[&str] = &[
     "UPDATE projector.deployments SET serving = (status = 'live') WHERE serving IS NULL",
     "ALTER TABLE projector.deployments ALTER COLUMN serving SET DEFAULT false, ALTER COLUMN serving SET NOT NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS deployments_one_serving ON projector.deployments (name) WHERE serving",
+    // What a deployment does with an event that fails deterministically (see `registry::Poison`).
+    "ALTER TABLE projector.deployments ADD COLUMN IF NOT EXISTS on_poison text NOT NULL DEFAULT 'halt' \
+     CHECK (on_poison IN ('halt', 'dead-letter'))",
     // Components removed through the admin API: the plugin directory does not bring them back.
     r#"CREATE TABLE IF NOT EXISTS projector.removed (
          sha256     text        PRIMARY KEY,
@@ -104,6 +107,7 @@ pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
              last_event_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now())",
             qualified(schema, "_offsets")
         ),
+        dead_letters(schema),
     ];
     for (collection, _) in spec.collections() {
         statements.push(create_table(schema, collection));
@@ -113,6 +117,38 @@ pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
         }
     }
     statements
+}
+
+/// The deployment's dead letters: events moved past without being applied (the `dead-letter`
+/// poison policy, or an operator's skip), with their coordinates, bytes, error and the build
+/// that refused them, and whether they were re-driven since. Headers are kept as two arrays of
+/// bytes, since text and JSON cannot hold every byte a Kafka header may.
+pub fn dead_letters(schema: &str) -> String {
+    format!(
+        r#"CREATE TABLE IF NOT EXISTS {} (
+         partition            integer     NOT NULL,
+         "offset"             bigint      NOT NULL,
+         event_recorded       boolean     NOT NULL,
+         key                  bytea,
+         value                bytea,
+         header_keys          bytea[]     NOT NULL DEFAULT '{{}}',
+         header_values        bytea[]     NOT NULL DEFAULT '{{}}',
+         timestamp_ms         bigint,
+         error                text        NOT NULL,
+         reason               text        NOT NULL CHECK (reason IN ('dead-letter', 'skipped')),
+         sha256               text        NOT NULL,
+         version              integer     NOT NULL,
+         build                integer     NOT NULL,
+         recorded_by          text,
+         recorded_at          timestamptz NOT NULL DEFAULT now(),
+         redrive_requested_at timestamptz,
+         attempts             integer     NOT NULL DEFAULT 0,
+         last_redrive_error   text,
+         redriven_at          timestamptz,
+         redriven_sha256      text,
+         PRIMARY KEY (partition, "offset"))"#,
+        qualified(schema, "_dead_letters")
+    )
 }
 
 /// The table of every lexeme in a collection's search documents, for expanding the prefix a

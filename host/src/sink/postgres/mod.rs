@@ -5,6 +5,7 @@
 //! a projection is live.
 
 pub mod ddl;
+pub mod letters;
 mod write;
 
 use std::time::Duration;

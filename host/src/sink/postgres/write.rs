@@ -17,8 +17,9 @@ use sqlx::types::Json as SqlJson;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::ddl::{ident, qualified};
+use super::letters::{self, Letter};
 use crate::changeset::{amount_json, key_json, Changeset, FieldChange, Key, RowChange};
-use crate::runtime::types::{Collection, FieldType};
+use crate::runtime::types::{Collection, Event, FieldType};
 use crate::spec::{CollectionInfo, Spec};
 
 /// Why a batch could not be applied.
@@ -172,15 +173,33 @@ impl BatchWriter {
         .await
     }
 
-    /// Applies a batch: offsets (fenced), state, then rows, in one transaction.
+    /// Applies a batch: offsets (fenced), dead letters, state, then rows, in one transaction.
     pub async fn commit(
         &self,
         spec: &Spec,
         changes: &Changeset,
         state: &HashMap<String, Option<Vec<u8>>>,
         progress: &[PartitionProgress],
+        letters: &[Letter<'_>],
     ) -> Result<(), SinkError> {
-        self.write(spec, changes, state, progress, true).await
+        self.write(spec, changes, state, progress, letters, true).await
+    }
+
+    /// Creates the dead-letter table of a deployment made before there was one.
+    pub async fn ensure_dead_letters(&self) -> Result<(), sqlx::Error> {
+        sqlx::query(&super::ddl::dead_letters(&self.schema)).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether an operator skipped the event at `partition`/`offset` (see
+    /// [`super::letters::note_skip`]) and it was not read since.
+    pub async fn skip_noted(&self, partition: i32, offset: i64) -> Result<bool, sqlx::Error> {
+        letters::skip_noted(&self.pool, &self.schema, partition, offset).await
+    }
+
+    /// Dead letters of `partitions` whose re-drive was requested, as events of `topic`.
+    pub async fn redrives(&self, topic: &str, partitions: &[i32], limit: i64) -> Result<Vec<Event>, sqlx::Error> {
+        letters::requested(&self.pool, &self.schema, topic, partitions, limit).await
     }
 
     /// Writes a batch as [`BatchWriter::commit`] does, then rolls it back: whether the
@@ -192,7 +211,7 @@ impl BatchWriter {
         state: &HashMap<String, Option<Vec<u8>>>,
         progress: &[PartitionProgress],
     ) -> Result<(), SinkError> {
-        self.write(spec, changes, state, progress, false).await
+        self.write(spec, changes, state, progress, &[], false).await
     }
 
     async fn write(
@@ -201,6 +220,7 @@ impl BatchWriter {
         changes: &Changeset,
         state: &HashMap<String, Option<Vec<u8>>>,
         progress: &[PartitionProgress],
+        letters: &[Letter<'_>],
         keep: bool,
     ) -> Result<(), SinkError> {
         let mut tx = self.pool.begin().await?;
@@ -209,6 +229,7 @@ impl BatchWriter {
         for p in progress {
             advance_offset(&mut tx, &self.schema, p).await?;
         }
+        letters::write(&mut tx, &self.schema, letters).await?;
         write_state(&mut tx, &self.schema, state).await?;
         for ((collection, info), rows) in spec.collections().zip(changes.tables()) {
             if !rows.is_empty() {
