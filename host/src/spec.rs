@@ -36,6 +36,13 @@ pub struct CollectionInfo {
 }
 
 const MAX_NAME: usize = 40;
+/// Most collections one projection declares.
+pub const MAX_COLLECTIONS: usize = 32;
+/// Most fields one collection declares (PostgreSQL allows 1,600 columns; rows this wide are a
+/// mistake long before).
+pub const MAX_FIELDS: usize = 256;
+/// Longest description, in bytes, of the projection, a collection or a field.
+pub const MAX_DESCRIPTION: usize = 4_096;
 
 impl Spec {
     /// Validates a declaration.
@@ -49,6 +56,7 @@ impl Spec {
                 "a projection declares at least one collection".into(),
             ));
         }
+        check_size(&raw)?;
         let mut collections = Vec::new();
         let mut by_name = HashMap::new();
         for (index, collection) in raw.collections.iter().enumerate() {
@@ -141,6 +149,42 @@ pub fn is_identifier(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Bounds what a declaration may hold: it is stored in the registry and read on every start.
+fn check_size(raw: &ProjectionSpec) -> Result<(), SpecError> {
+    let too_long = |what: String, text: &str| {
+        (text.len() > MAX_DESCRIPTION).then(|| {
+            SpecError(format!("{what}: the description is {} bytes; at most {MAX_DESCRIPTION}", text.len()))
+        })
+    };
+    if raw.collections.len() > MAX_COLLECTIONS {
+        return Err(SpecError(format!(
+            "{} collections declared; at most {MAX_COLLECTIONS}",
+            raw.collections.len()
+        )));
+    }
+    if let Some(error) = too_long("the projection".into(), &raw.description) {
+        return Err(error);
+    }
+    for collection in &raw.collections {
+        let name = &collection.name;
+        if collection.fields.len() > MAX_FIELDS {
+            return Err(SpecError(format!(
+                "collection `{name}`: {} fields declared; at most {MAX_FIELDS}",
+                collection.fields.len()
+            )));
+        }
+        if let Some(error) = too_long(format!("collection `{name}`"), &collection.description) {
+            return Err(error);
+        }
+        for field in &collection.fields {
+            if let Some(error) = too_long(format!("collection `{name}`: field `{}`", field.name), &field.description) {
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_collection(index: usize, collection: &Collection) -> Result<CollectionInfo, SpecError> {
@@ -329,6 +373,26 @@ pub(crate) mod tests {
         let mut raw = stats_spec();
         change(&mut raw);
         Spec::new(raw).unwrap_err().0
+    }
+
+    #[test]
+    fn declarations_are_bounded_in_size() {
+        let many = rejected(|s| {
+            let template = s.collections[0].clone();
+            s.collections = (0..33).map(|i| Collection { name: format!("c{i}"), ..template.clone() }).collect();
+        });
+        assert_eq!(many, "33 collections declared; at most 32");
+        let wide = rejected(|s| {
+            let fields = &mut s.collections[0].fields;
+            fields.extend((0..251).map(|i| field(&format!("f{i}"), FieldType::Text)));
+        });
+        assert_eq!(wide, "collection `daily`: 257 fields declared; at most 256");
+        let long = rejected(|s| s.collections[0].fields[1].description = "x".repeat(4_097));
+        assert_eq!(long, "collection `daily`: field `count`: the description is 4097 bytes; at most 4096");
+        assert!(rejected(|s| s.description = "y".repeat(5_000)).starts_with("the projection: the description is 5000 bytes"));
+        let mut widest = stats_spec();
+        widest.collections[0].fields.extend((0..250).map(|i| field(&format!("f{i}"), FieldType::Text)));
+        assert!(Spec::new(widest).is_ok(), "256 fields are allowed");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `misbehaving`: a test fixture, never deployed. It proves the sandbox's limits with a real
 //! component: on an event of type `Spin` it loops forever, on `Hog` it allocates without end,
-//! on `Panic` it panics, on `Sleep` it sleeps for 40 s, on `Doze` it sleeps a second at a time
+//! on `Panic` it panics, on `Recurse` it recurses until its stack overflows, on `Socket` it
+//! tries to open a TCP connection and says what happened, on `Sleep` it sleeps for 40 s, on `Doze` it sleeps a second at a time
 //! forever, on `Flood` it writes 200,000 state keys, on `Burst` it returns 200,000 operations,
 //! on `Ambient` it records what the clock, randomness, environment and filesystem look
 //! like from inside; a `Child` is refused until a `Parent` of the same key was seen (an event
@@ -54,6 +55,8 @@ impl Projection for Misbehaving {
             Some("Hog") => hog(),
             Some("Panic") => panic!("misbehaving plugin panicked on purpose at offset {}", event.offset),
             Some("Ambient") => ambient(),
+            Some("Recurse") => recurse(0).to_string(),
+            Some("Socket") => socket(),
             Some("Sleep") => {
                 std::thread::sleep(std::time::Duration::from_secs(40));
                 "slept".to_string()
@@ -80,6 +83,20 @@ fn hog() -> String {
     loop {
         hoard.push(vec![1u8; 1 << 20]);
         std::hint::black_box(&hoard);
+    }
+}
+
+/// Recursion without end: each frame keeps a buffer alive, so the stack overflows.
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[(depth % 64) as usize]
+}
+
+/// A TCP connection to a local port, as seen inside.
+fn socket() -> String {
+    match std::net::TcpStream::connect("127.0.0.1:5432") {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("denied ({e})"),
     }
 }
 
