@@ -151,6 +151,18 @@ impl Host {
         }
     }
 
+    /// CPU time the process itself has used so far (user + system; not its children), from
+    /// `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses: utime and stime are the 14th
+        // and 15th fields of the line.
+        let rest: Vec<u64> = stat.rsplit_once(')').unwrap().1.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+        let ticks: u64 = rest.iter().sum();
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

@@ -67,6 +67,15 @@ enum Command {
         #[arg(long)]
         events: Option<PathBuf>,
     },
+    /// Compile a component (read from standard input) into the compiled-artifact cache, and
+    /// nothing else. The admin API runs this as a child process, so that a compile past its
+    /// time limit is stopped, not just abandoned.
+    #[command(hide = true)]
+    Precompile {
+        /// The artifact cache directory.
+        #[arg(long)]
+        cache_dir: PathBuf,
+    },
     /// Manage projections through the admin API.
     Projections {
         /// Admin API base URL.
@@ -162,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Projections { admin_url, token, action } = cli.command {
         return projections(&projector::cli::Client::new(&admin_url, &token), action).await;
     }
+    if let Command::Precompile { cache_dir } = &cli.command {
+        return precompile(cache_dir);
+    }
     if let Command::New { name, lang, dir, sdk } = &cli.command {
         let sdk = sdk.clone().unwrap_or_else(projector::scaffold::default_sdk_path);
         let root = projector::scaffold::create(name, *lang, dir, &sdk)?;
@@ -210,8 +222,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Check { component, events } => {
             tokio::task::spawn_blocking(move || check(&config, &component, events.as_deref())).await?
         }
-        Command::Projections { .. } | Command::New { .. } => unreachable!("handled above"),
+        Command::Projections { .. } | Command::New { .. } | Command::Precompile { .. } => unreachable!("handled above"),
     }
+}
+
+/// `projector precompile`: the component on standard input into the artifact cache. The
+/// limits do not matter to compiling; the engine's configuration is the host's.
+fn precompile(cache_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut wasm = Vec::new();
+    std::io::stdin().read_to_end(&mut wasm)?;
+    let limits = projector::runtime::Limits { call_timeout: Duration::from_secs(1), max_memory: 16 << 20 };
+    let runtime = projector::runtime::Runtime::new(limits, Some(cache_dir.to_path_buf()))?;
+    runtime.precompile(&wasm)?;
+    Ok(())
 }
 
 async fn projections(client: &projector::cli::Client, action: ProjectionsAction) -> anyhow::Result<()> {

@@ -69,14 +69,21 @@ async fn a_component_that_does_not_compile_in_time_is_refused() {
     let topic = create_topic("slowcompile", 1).await;
     let cache = std::env::temp_dir().join(unique("empty-cache"));
     let config = HostConfig::new("slowcompile", &db.url, &topic, &[])
-        .with("PROJECTOR_ADMIN__COMPILE_TIMEOUT_MS", "1")
+        .with("PROJECTOR_ADMIN__COMPILE_TIMEOUT_MS", "300")
         .with("PROJECTOR_PLUGINS__CACHE_DIR", cache.to_str().unwrap());
-    let _host = Host::start(&config);
+    let host = Host::start(&config);
     let api = Api::of(&config);
     api.ready().await;
-    let (status, body) = api.upload(wasm(ORDER_DETAILS), "").await;
+    // The Python component takes seconds to compile: far past the limit.
+    let (status, body) = api.upload(wasm(PY_ORDER_SUMMARIES), "").await;
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("compile_timeout")), "{body}");
     assert_eq!(count(&db, "SELECT count(*) FROM projector.components").await, 0);
+    // The compile was stopped, not abandoned to go on in the background: the host uses next to
+    // no CPU once it answered.
+    let before = host.cpu_time();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = host.cpu_time() - before;
+    assert!(used < Duration::from_millis(600), "the host used {used:?} of CPU in the 3 s after refusing the compile");
 }
 
 /// With more than 100,000 events in the topic and the host running, pushing a plugin (through

@@ -76,18 +76,77 @@ async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError>
     Ok(kept)
 }
 
-/// Compiles and describes a component within the configured time, on a blocking thread.
+/// Compiles and describes a component within the configured time. The compile runs in a child
+/// process (`projector precompile`) into the artifact cache, killed when the time is up, so a
+/// component made to compile for long costs nothing once refused; then the component is loaded
+/// from the cache and described, on a blocking thread (`describe` has the call deadline).
 async fn validate(shared: &Shared, wasm: Vec<u8>) -> Result<Plugin, ApiError> {
-    let runtime = shared.runtime.clone();
     let timeout = Duration::from_millis(shared.config.admin.compile_timeout_ms);
-    let loading = tokio::task::spawn_blocking(move || runtime.load(&wasm));
-    match tokio::time::timeout(timeout, loading).await {
-        Err(_) => Err(ApiError::new(
+    let started = tokio::time::Instant::now();
+    let too_slow = || {
+        ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "compile_timeout",
-            format!("validating the component took longer than {timeout:?}"),
-        )),
+            format!("validating the component took longer than {timeout:?}; the compile was stopped"),
+        )
+    };
+    if let Some(dir) = shared.runtime.cache_dir() {
+        match precompile(dir, &wasm, timeout).await {
+            Ok(Compiled::InTime) => {}
+            Ok(Compiled::Late) => return Err(too_slow()),
+            // Loading below gives the error with its code (or the reason the child failed).
+            Ok(Compiled::Refused(reason)) => tracing::debug!(reason = %reason, "The compile child refused the component."),
+            Err(e) => tracing::warn!(error = %e, "Cannot compile in a child process; compiling in this one."),
+        }
+    }
+    let runtime = shared.runtime.clone();
+    let left = timeout.saturating_sub(started.elapsed());
+    let loading = tokio::task::spawn_blocking(move || runtime.load(&wasm));
+    match tokio::time::timeout(left, loading).await {
+        Err(_) => Err(too_slow()),
         Ok(joined) => Ok(joined.map_err(ApiError::internal)??),
+    }
+}
+
+/// How a compile in a child process went.
+enum Compiled {
+    /// The artifact is in the cache.
+    InTime,
+    /// The time was up: the child was killed.
+    Late,
+    /// The child failed, saying why.
+    Refused(String),
+}
+
+/// Runs `projector precompile` on `wasm`, killing it after `timeout`.
+async fn precompile(cache_dir: &std::path::Path, wasm: &[u8], timeout: Duration) -> std::io::Result<Compiled> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("precompile")
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let run = async {
+        stdin.write_all(wasm).await?;
+        drop(stdin);
+        child.wait_with_output().await
+    };
+    match tokio::time::timeout(timeout, run).await {
+        // Dropping the future dropped the child: it is killed.
+        Err(_) => Ok(Compiled::Late),
+        Ok(output) => {
+            let output = output?;
+            if output.status.success() {
+                Ok(Compiled::InTime)
+            } else {
+                Ok(Compiled::Refused(String::from_utf8_lossy(&output.stderr).into_owned()))
+            }
+        }
     }
 }
 

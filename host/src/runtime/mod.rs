@@ -190,6 +190,24 @@ impl Runtime {
         Ok(plugin)
     }
 
+    /// Compiles a component into the artifact cache only (no linking, no `describe`): what a
+    /// child process does for an upload, so that a compile running past its time limit can be
+    /// stopped by killing it (compiling in this process cannot be interrupted).
+    pub fn precompile(&self, wasm: &[u8]) -> Result<(), LoadError> {
+        if !wasm.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm);
+        }
+        if !is_component_binary(wasm) {
+            return Err(LoadError::CoreModule);
+        }
+        self.compile(wasm, &hex::encode(Sha256::digest(wasm))).map(drop)
+    }
+
+    /// The directory compiled artifacts are cached in, if any.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
     fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Component, LoadError> {
         let Some(dir) = &self.cache_dir else {
             return Component::new(&self.engine, wasm)
