@@ -21,7 +21,7 @@ const PLUGINS: &[&str] = &[
 /// (`<script> <out dir>`, installing the pinned toolchain when missing): (env prefix, script,
 /// components). `order_summaries` of each must equal the Rust one.
 const OTHER_LANGUAGES: &[(&str, &str, &[&str])] = &[
-    ("PY", "plugins/python/build.sh", &["order_summaries", "customer_ltv"]),
+    ("PY", "plugins/python/build.sh", &["order_summaries", "customer_ltv", "sleeper"]),
     ("JS", "plugins/js/build.sh", &["order_summaries", "sku_sales"]),
 ];
 

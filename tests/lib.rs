@@ -44,6 +44,8 @@ pub const ORDER_SEARCH: &str = env!("ORDER_SEARCH_WASM");
 pub const PY_ORDER_SUMMARIES: &str = env!("PY_ORDER_SUMMARIES_WASM");
 /// `customer-ltv`, written in Python.
 pub const PY_CUSTOMER_LTV: &str = env!("PY_CUSTOMER_LTV_WASM");
+/// A Python fixture that calls `time.sleep` on request.
+pub const PY_SLEEPER: &str = env!("PY_SLEEPER_WASM");
 /// `order-summaries` written in JavaScript (componentize-js), built by `plugins/js/build.sh`.
 pub const JS_ORDER_SUMMARIES: &str = env!("JS_ORDER_SUMMARIES_WASM");
 /// `sku-sales`, written in JavaScript.
@@ -61,6 +63,24 @@ pub fn cache_dir() -> std::path::PathBuf {
             .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
         home.join("projector-cache")
     })
+}
+
+/// Records as the events a plugin receives, at consecutive offsets of partition 0.
+pub fn events_of(records: &[DemoRecord]) -> Vec<projector::runtime::types::Event> {
+    use projector::runtime::types::{Event, Header};
+    records
+        .iter()
+        .enumerate()
+        .map(|(offset, r)| Event {
+            topic: "order-events".into(),
+            partition: 0,
+            offset: offset as i64,
+            key: Some(r.key.clone().into_bytes()),
+            value: Some(r.value.to_string().into_bytes()),
+            headers: r.headers.iter().map(|(k, v)| Header { key: k.clone(), value: Some(v.clone().into_bytes()) }).collect(),
+            timestamp_ms: Some(0),
+        })
+        .collect()
 }
 
 /// Admin URL of the test PostgreSQL server.

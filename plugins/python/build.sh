@@ -28,7 +28,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 cp "$here/projector_plugin.py" "$here/order_events.py" "$stage/"
 
-for plugin in order_summaries customer_ltv; do
+for plugin in order_summaries customer_ltv sleeper; do
   start=$SECONDS
   echo "build.sh: building $out/$plugin.wasm" >&2
   mkdir -p "$stage/$plugin"

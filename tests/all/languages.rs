@@ -234,3 +234,35 @@ async fn customer_ltv_in_python_and_sku_sales_in_javascript_give_exact_read_mode
     assert_rows_eq("sku_sales", &db.json_rows(SKU_SALES_SQL).await, &skus_now);
     drop(host);
 }
+
+/// A Python plugin calling `time.sleep(40)` gets its answer at once (timers inside the sandbox
+/// are due immediately), and one sleeping forever is stopped at the call deadline like any loop:
+/// neither can hold the host's thread.
+#[test]
+fn a_sleeping_python_plugin_cannot_outlast_the_deadline() {
+    use projector::runtime::types::{Event, Operation, Value};
+    use projector::runtime::{CallError, Limits, Runtime, StateOverlay};
+    let limit = Duration::from_secs(2);
+    let runtime = Runtime::new(Limits { call_timeout: limit, max_memory: 256 << 20 }, None).unwrap();
+    let plugin = runtime.load(&std::fs::read(PY_SLEEPER).unwrap()).unwrap();
+    let event = |kind: &str| Event {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        key: Some(b"k".to_vec()),
+        value: Some(format!(r#"{{"type":"{kind}"}}"#).into_bytes()),
+        headers: vec![],
+        timestamp_ms: Some(0),
+    };
+    let state = || StateOverlay::new(std::collections::HashMap::new(), Box::new(|_| Ok(None)));
+    let started = std::time::Instant::now();
+    let (results, _) = plugin.handle(&[event("Sleep")], state()).unwrap();
+    let [Ok(operations)] = results.as_slice() else { panic!("{results:?}") };
+    let [Operation::Upsert(upsert)] = operations.as_slice() else { panic!("{operations:?}") };
+    assert_eq!(upsert.fields[0].value, Value::Text("slept".into()));
+    assert!(started.elapsed() < Duration::from_secs(2), "time.sleep(40) took {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let error = plugin.handle(&[event("Doze")], state()).err().unwrap();
+    assert_eq!(error, CallError::Timeout(limit));
+    assert!(started.elapsed() < limit.mul_f64(1.5), "stopped {:?} into a {limit:?} deadline", started.elapsed());
+}
