@@ -86,7 +86,7 @@ impl Soak {
             plan[first + rng.gen_range(length / 4..=3 * length / 4)] = Round::RestartPostgres;
         }
         for first in (0..self.kills).step_by(ROUNDS_PER_AT_START) {
-            let round = rng.gen_range(first.max(1)..(first + ROUNDS_PER_AT_START).min(self.kills).max(2));
+            let round = rng.gen_range(first.max(1)..(first + ROUNDS_PER_AT_START).min(self.kills));
             if plan[round] == Round::Kill {
                 plan[round] = Round::KillAtStart;
             }
