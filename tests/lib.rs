@@ -12,6 +12,8 @@ pub mod broker;
 pub mod expected;
 #[path = "host.rs"]
 pub mod host;
+#[path = "postgres.rs"]
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -115,12 +117,17 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates a fresh database.
+    /// Creates a fresh database on the test PostgreSQL server.
     pub async fn create(prefix: &str) -> TestDb {
+        TestDb::create_on(&pg_admin_url(), prefix).await
+    }
+
+    /// Creates a fresh database on the server of `admin_url` (one of a test's own).
+    pub async fn create_on(admin_url: &str, prefix: &str) -> TestDb {
         let name = unique(prefix);
         let admin = PgPoolOptions::new()
             .max_connections(1)
-            .connect(&pg_admin_url())
+            .connect(admin_url)
             .await
             .expect("test PostgreSQL is up (run scripts/test.sh)");
         sqlx::query(&format!("CREATE DATABASE \"{name}\""))
@@ -128,7 +135,7 @@ impl TestDb {
             .await
             .unwrap();
         admin.close().await;
-        let base = pg_admin_url();
+        let base = admin_url;
         let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
