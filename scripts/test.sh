@@ -14,7 +14,7 @@ source scripts/services.sh
 cleanup() {
   stop_kafka
   stop_postgres
-  [ -z "${PROJECTOR_TEST_STATE_DIR:-}" ] && rm -rf "$PROJECTOR_STATE_DIR"
+  if [ -z "${PROJECTOR_TEST_STATE_DIR:-}" ]; then rm -rf "$PROJECTOR_STATE_DIR"; fi
 }
 trap cleanup EXIT
 
