@@ -111,6 +111,13 @@ impl Default for PostgresConfig {
     }
 }
 
+/// Default `plugins.fuel_per_event` (see docs/BENCHMARKS.md, "Fuel vs epoch interruption").
+pub const DEFAULT_FUEL_PER_EVENT: u64 = 100_000_000;
+/// Smallest `plugins.fuel_per_event`: below it, ordinary events of the example plugins fail.
+pub const MIN_FUEL_PER_EVENT: u64 = 1_000_000;
+/// Largest `plugins.fuel_per_event`: a call of 500 events may then run for minutes.
+pub const MAX_FUEL_PER_EVENT: u64 = 100_000_000_000;
+
 /// Projection plugins and their sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -123,6 +130,10 @@ pub struct PluginsConfig {
     pub call_timeout_ms: u64,
     /// Largest linear memory one plugin instance may grow to, in MiB.
     pub max_memory_mib: u64,
+    /// Fuel (about one unit per WebAssembly instruction) each event adds to its call's budget:
+    /// the deterministic bound on a plugin's CPU time. A call of `n` events may spend
+    /// `n * fuel_per_event` plus a fixed allowance for instantiation.
+    pub fuel_per_event: u64,
 }
 
 impl Default for PluginsConfig {
@@ -132,6 +143,7 @@ impl Default for PluginsConfig {
             cache_dir: ".projector/cache".into(),
             call_timeout_ms: 5_000,
             max_memory_mib: 256,
+            fuel_per_event: DEFAULT_FUEL_PER_EVENT,
         }
     }
 }
@@ -312,6 +324,12 @@ impl Config {
         }
         if self.plugins.call_timeout_ms < 10 {
             return invalid("plugins.call_timeout_ms", "must be at least 10");
+        }
+        if !(MIN_FUEL_PER_EVENT..=MAX_FUEL_PER_EVENT).contains(&self.plugins.fuel_per_event) {
+            return invalid(
+                "plugins.fuel_per_event",
+                &format!("must be between {MIN_FUEL_PER_EVENT} and {MAX_FUEL_PER_EVENT}"),
+            );
         }
         if self.plugins.max_memory_mib < 16 {
             return invalid("plugins.max_memory_mib", "must be at least 16");
