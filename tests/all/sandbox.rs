@@ -60,11 +60,17 @@ const NO_DEADLINE: Duration = Duration::from_secs(120);
 /// lasts a fraction of a second.
 const TEST_FUEL_PER_EVENT: u64 = 20_000_000;
 
-/// Fuel spent per second on this machine now, measured on bounded `Churn` events.
+/// Fuel a real plugin (Rust `order-summaries`) spends per second on this machine now, over
+/// 10,000 events in calls of 500: the rate docs/BENCHMARKS.md turns budgets into time with.
 fn fuel_per_second(plugin: &Plugin) -> f64 {
-    let events: Vec<Event> = (0..50).map(|offset| event(offset, "Churn")).collect();
+    let samples = projector::dryrun::parse_jsonl(include_str!("../../plugins/testdata/samples.jsonl")).unwrap();
+    let events = projector::dryrun::events("t", samples);
+    let events: Vec<Event> = events.iter().cycle().take(10_000).cloned().collect();
     let (before, started) = (plugin.fuel_spent(), Instant::now());
-    plugin.handle(&events, state()).unwrap();
+    let mut state = state();
+    for call in events.chunks(500) {
+        state = plugin.handle(call, state).unwrap().1;
+    }
     (plugin.fuel_spent() - before) as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -72,9 +78,10 @@ fn fuel_per_second(plugin: &Plugin) -> f64 {
 fn a_looping_plugin_runs_out_of_fuel_deterministically() {
     let runtime = runtime_with_fuel(TEST_FUEL_PER_EVENT, NO_DEADLINE);
     let plugin = load(&runtime, MISBEHAVING);
+    let real = load(&runtime, ORDER_SUMMARIES);
     let budget = CALL_FUEL + 2 * TEST_FUEL_PER_EVENT;
-    let budget_lasts = Duration::from_secs_f64(budget as f64 / fuel_per_second(&plugin));
     for _ in 0..3 {
+        let budget_lasts = Duration::from_secs_f64(budget as f64 / fuel_per_second(&real));
         let started = Instant::now();
         let error = plugin.handle(&[event(0, "Ok"), event(1, "Spin")], state()).err().unwrap();
         let took = started.elapsed();

@@ -44,13 +44,21 @@ pub const MAX_OPERATIONS: usize = 100_000;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Fuel every call gets on top of its events' share: instantiating the component, entering and
-/// leaving `handle`, moving the events in and the results out. Measured (docs/BENCHMARKS.md),
-/// a call of no events spends at most CALL_FUEL_MEASURED; this is about 100 times that.
-pub const CALL_FUEL: u64 = 100_000_000;
+/// leaving `handle`, moving the events in and the results out, and a floor for calls of few
+/// events. Measured (docs/BENCHMARKS.md, "Fuel vs epoch interruption"), a call of no events
+/// spends at most 0.6 million (JavaScript) and the heaviest single event 4.4 million: this is
+/// over 100 times either.
+pub const CALL_FUEL: u64 = 500_000_000;
 
-/// Fuel a `describe` call gets, instantiation included (a few hundred times what the example
-/// components in any language spend).
-pub const DESCRIBE_FUEL: u64 = 1_000_000_000;
+/// Fuel a `describe` call gets, instantiation included (the example components spend at most
+/// 2.4 million, in JavaScript).
+pub const DESCRIBE_FUEL: u64 = 500_000_000;
+
+/// A conservative rate at which plugins spend fuel, in units per second: about half what the
+/// example plugins spend on the project's 2-core machines under load. The deadline must leave
+/// a full call's fuel budget this much time, so a loop runs out of fuel (deterministic) before
+/// it reaches the deadline (not deterministic).
+pub const SLOW_FUEL_PER_SECOND: u64 = 1_000_000_000;
 
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone)]
