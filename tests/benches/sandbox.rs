@@ -182,7 +182,7 @@ fn fuel_cost(plugin: &Plugin, events: &[Event]) -> FuelCost {
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn limits() -> Limits {
-    Limits { call_timeout: Duration::from_secs(10), max_memory: 256 << 20, fuel_per_event: 100_000_000 }
+    Limits { call_timeout: Duration::from_secs(30), max_memory: 256 << 20, fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT }
 }
 
 fn main() {
