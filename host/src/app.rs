@@ -26,6 +26,7 @@ pub fn limits(config: &Config) -> Limits {
     Limits {
         call_timeout: config.plugins.call_timeout(),
         max_memory: (config.plugins.max_memory_mib * 1024 * 1024) as usize,
+        fuel_per_event: config.plugins.fuel_per_event,
     }
 }
 

@@ -111,6 +111,16 @@ impl Default for PostgresConfig {
     }
 }
 
+/// Default `plugins.fuel_per_event`: 10 times what an event of the example projection costs in
+/// JavaScript, 20 times in Python, 470 times in Rust (docs/BENCHMARKS.md, "Fuel vs epoch
+/// interruption").
+pub const DEFAULT_FUEL_PER_EVENT: u64 = 20_000_000;
+/// Smallest `plugins.fuel_per_event`: about what one event of the example projection costs in
+/// Python.
+pub const MIN_FUEL_PER_EVENT: u64 = 1_000_000;
+/// Largest `plugins.fuel_per_event`: a call of 500 events may then run for minutes.
+pub const MAX_FUEL_PER_EVENT: u64 = 100_000_000_000;
+
 /// Projection plugins and their sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -119,10 +129,15 @@ pub struct PluginsConfig {
     pub dir: PathBuf,
     /// Directory for compiled plugin artifacts, so a restart does not recompile.
     pub cache_dir: PathBuf,
-    /// Longest time one plugin call (one chunk of a batch) may run, in milliseconds.
+    /// Longest time one plugin call (one chunk of a batch) may run, in milliseconds: a
+    /// wall-clock backstop behind the fuel budget, which must run out first (checked).
     pub call_timeout_ms: u64,
     /// Largest linear memory one plugin instance may grow to, in MiB.
     pub max_memory_mib: u64,
+    /// Fuel (about one unit per WebAssembly instruction) each event adds to its call's budget:
+    /// the deterministic bound on a plugin's CPU time. A call of `n` events may spend
+    /// `n * fuel_per_event` plus a fixed allowance for instantiation.
+    pub fuel_per_event: u64,
 }
 
 impl Default for PluginsConfig {
@@ -130,8 +145,9 @@ impl Default for PluginsConfig {
         Self {
             dir: "plugins".into(),
             cache_dir: ".projector/cache".into(),
-            call_timeout_ms: 5_000,
+            call_timeout_ms: 30_000,
             max_memory_mib: 256,
+            fuel_per_event: DEFAULT_FUEL_PER_EVENT,
         }
     }
 }
@@ -313,6 +329,23 @@ impl Config {
         if self.plugins.call_timeout_ms < 10 {
             return invalid("plugins.call_timeout_ms", "must be at least 10");
         }
+        if !(MIN_FUEL_PER_EVENT..=MAX_FUEL_PER_EVENT).contains(&self.plugins.fuel_per_event) {
+            return invalid(
+                "plugins.fuel_per_event",
+                &format!("must be between {MIN_FUEL_PER_EVENT} and {MAX_FUEL_PER_EVENT}"),
+            );
+        }
+        let full_call = crate::runtime::CALL_FUEL
+            .saturating_add(self.plugins.fuel_per_event.saturating_mul(self.pipeline.events_per_call as u64));
+        let needed_ms = full_call / (crate::runtime::SLOW_FUEL_PER_SECOND / 1_000);
+        if self.plugins.call_timeout_ms < needed_ms {
+            return invalid(
+                "plugins.call_timeout_ms",
+                &format!(
+                    "must be at least {needed_ms}: a call of pipeline.events_per_call events may spend {full_call} fuel, about {needed_ms} ms on a slow machine, and must run out of fuel (deterministic) before it reaches the deadline (not deterministic)"
+                ),
+            );
+        }
         if self.plugins.max_memory_mib < 16 {
             return invalid("plugins.max_memory_mib", "must be at least 16");
         }
@@ -415,6 +448,21 @@ mod tests {
             assert!(err.contains("brokerz"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn fuel_per_event_is_bounded() {
+        for fuel in [0, MIN_FUEL_PER_EVENT - 1, MAX_FUEL_PER_EVENT + 1] {
+            let err = Config::from_toml(&format!("[plugins]\nfuel_per_event = {fuel}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("plugins.fuel_per_event"), "{err}");
+        }
+        let config = Config::from_toml(&format!("[plugins]\nfuel_per_event = {MIN_FUEL_PER_EVENT}\n")).unwrap();
+        assert_eq!(config.plugins.fuel_per_event, MIN_FUEL_PER_EVENT);
+        // 500 events of 100 million fuel: 50.5 billion, about 51 s; the deadline is 30 s.
+        let err = Config::from_toml("[plugins]\nfuel_per_event = 100000000\n").unwrap_err().to_string();
+        assert!(err.contains("plugins.call_timeout_ms") && err.contains("at least 50500"), "{err}");
     }
 
     #[test]

@@ -8,15 +8,20 @@
 //!   planted, truncated or corrupted in the cache is refused and compiled again.
 //! - Every call gets a fresh `Store` from a pre-instantiated component: no state survives a
 //!   call except through the `state` import, and a trap poisons nothing.
-//! - Every call is bounded from its first instruction by a deadline (epoch interruption) and a
-//!   linear-memory cap; exceeding either fails the call with an error saying which.
+//! - Every call is bounded from its first instruction by a fuel budget, a deadline (epoch
+//!   interruption) and a linear-memory cap; exceeding any fails the call with an error saying
+//!   which. Fuel counts WebAssembly instructions, so running out of it is deterministic: the
+//!   same events always run out at the same instruction, however loaded the machine is. The
+//!   deadline is only a wall-clock backstop (for time spent where fuel is not counted, such as
+//!   a slow state load) and is not deterministic: [`CallError::is_deterministic`] tells them
+//!   apart.
 
 pub mod bindings;
 mod sandbox;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +43,66 @@ pub const MAX_OPERATIONS: usize = 100_000;
 /// How often the engine's epoch advances: the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Fuel every call gets on top of its events' share: instantiating the component, entering and
+/// leaving `handle`, moving the events in and the results out, and a floor for calls of few
+/// events. Measured (docs/BENCHMARKS.md, "Fuel vs epoch interruption"), a call of no events
+/// spends at most 0.6 million (JavaScript) and the heaviest single event 4.4 million: this is
+/// over 100 times either.
+pub const CALL_FUEL: u64 = 500_000_000;
+
+/// Fuel a `describe` call gets, instantiation included (the example components spend at most
+/// 2.4 million, in JavaScript).
+pub const DESCRIBE_FUEL: u64 = 500_000_000;
+
+/// A conservative rate at which plugins spend fuel, in units per second: about half what the
+/// example plugins spend on the project's 2-core machines under load. The deadline must leave
+/// a full call's fuel budget this much time, so a loop runs out of fuel (deterministic) before
+/// it reaches the deadline (not deterministic).
+pub const SLOW_FUEL_PER_SECOND: u64 = 1_000_000_000;
+
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Longest time one call may run, instantiation included.
+    /// Longest time one call may run, instantiation included: a wall-clock backstop.
     pub call_timeout: Duration,
     /// Largest linear memory, in bytes.
     pub max_memory: usize,
+    /// Fuel each event adds to its call's budget: a call of `n` events may spend
+    /// `CALL_FUEL + n * fuel_per_event`, however its events share it.
+    pub fuel_per_event: u64,
+}
+
+impl Limits {
+    /// The fuel budget of a call of `events` events.
+    pub fn call_fuel(&self, events: usize) -> u64 {
+        self.fuel_per_event
+            .saturating_mul(events as u64)
+            .saturating_add(CALL_FUEL)
+    }
+}
+
+/// Which bounds on CPU time the engine compiles into plugin code. The host always runs with
+/// [`Interruption::FuelAndDeadline`]; the others exist to measure what each bound costs (the
+/// sandbox benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interruption {
+    /// Fuel budgets and the wall-clock deadline.
+    #[default]
+    FuelAndDeadline,
+    /// Fuel budgets only: no deadline.
+    Fuel,
+    /// The wall-clock deadline only: no fuel budget.
+    Deadline,
+}
+
+impl Interruption {
+    fn fuel(self) -> bool {
+        self != Interruption::Deadline
+    }
+
+    fn deadline(self) -> bool {
+        self != Interruption::Fuel
+    }
 }
 
 /// Why a component could not be loaded. Each variant has a stable [`LoadError::code`].
@@ -91,9 +149,14 @@ impl LoadError {
 /// Why a call into a plugin failed as a whole (as opposed to one event's error).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
-    /// The call ran past its deadline.
-    #[error("plugin call exceeded its {0:?} deadline")]
+    /// The call ran past its wall-clock deadline. Not deterministic: a loaded machine may
+    /// reach the deadline on a call that runs well within it otherwise.
+    #[error("plugin call exceeded its {0:?} deadline (wall-clock time, not deterministic: it may pass on a less loaded machine)")]
     Timeout(Duration),
+    /// The call spent its fuel budget: it executed more instructions than its events allow.
+    /// Deterministic: the same events always run out at the same instruction.
+    #[error("plugin call ran out of fuel: it spent its budget of {budget} units (about one per WebAssembly instruction); this is deterministic, the same events always run out")]
+    Fuel { budget: u64 },
     /// The plugin tried to grow its memory beyond the cap.
     #[error("plugin exceeded its memory cap of {cap} bytes (tried to grow to {desired} bytes)")]
     Memory { cap: usize, desired: usize },
@@ -109,20 +172,50 @@ pub enum CallError {
     Contract(String),
 }
 
+impl CallError {
+    /// Whether the same call on the same events and state always fails the same way, so the
+    /// failure can be pinned on the events (and bisected to one of them). False for a
+    /// wall-clock deadline (the machine's load decides it) and for a state store that was
+    /// unavailable for the moment; true for running out of fuel, the memory cap, a trap and a
+    /// broken contract.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            CallError::Timeout(_) | CallError::StateUnavailable(_) => false,
+            CallError::Fuel { .. }
+            | CallError::Memory { .. }
+            | CallError::Trap { .. }
+            | CallError::Contract(_) => true,
+        }
+    }
+}
+
 /// Compiles and caches components and runs their calls under limits.
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<Sandbox>>,
     limits: Limits,
     cache_dir: Option<PathBuf>,
+    interruption: Interruption,
     ticker: Arc<AtomicBool>,
 }
 
 impl Runtime {
     /// Builds the engine and linker, and starts the epoch ticker thread.
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::with_interruption(limits, cache_dir, Interruption::default())
+    }
+
+    /// [`Runtime::new`] with only some of the CPU bounds (to measure what they cost).
+    pub fn with_interruption(
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+        interruption: Interruption,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(interruption.deadline())
+            .consume_fuel(interruption.fuel());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -150,6 +243,7 @@ impl Runtime {
             linker: Arc::new(linker),
             limits,
             cache_dir,
+            interruption,
             ticker,
         })
     }
@@ -181,9 +275,12 @@ impl Runtime {
             pre,
             engine: self.engine.clone(),
             limits: self.limits.clone(),
+            interruption: self.interruption,
             spec: None,
             sha256,
             peak_memory: Default::default(),
+            fuel_spent: Default::default(),
+            describe_fuel: 0,
         };
         let raw = plugin.describe()?;
         plugin.spec = Some(Spec::new(raw)?);
@@ -314,9 +411,14 @@ pub struct Plugin {
     pre: ProjectionPre<Sandbox>,
     engine: Engine,
     limits: Limits,
+    interruption: Interruption,
     spec: Option<Spec>,
     sha256: String,
     peak_memory: std::sync::atomic::AtomicUsize,
+    /// Fuel spent by all `handle` calls, instantiation included.
+    fuel_spent: AtomicU64,
+    /// Fuel the `describe` call spent, instantiation included.
+    describe_fuel: u64,
 }
 
 /// The per-event answers of one call: operations, or the plugin's error for that event.
@@ -338,11 +440,24 @@ impl Plugin {
         &self.sha256
     }
 
-    fn describe(&self) -> Result<types::ProjectionSpec, CallError> {
-        let (mut store, instance) = self.instantiate("(loading)", None)?;
+    /// Fuel spent by all `handle` calls so far, instantiation included (zero when fuel is
+    /// not counted).
+    pub fn fuel_spent(&self) -> u64 {
+        self.fuel_spent.load(Ordering::Relaxed)
+    }
+
+    /// Fuel the `describe` call spent at load, instantiation included: about what
+    /// instantiating the component costs, since `describe` itself does little.
+    pub fn describe_fuel(&self) -> u64 {
+        self.describe_fuel
+    }
+
+    fn describe(&mut self) -> Result<types::ProjectionSpec, CallError> {
+        let (mut store, instance) = self.instantiate("(loading)", None, DESCRIBE_FUEL)?;
         let spec = instance
             .call_describe(&mut store)
-            .map_err(|e| self.call_error(&store, e))?;
+            .map_err(|e| self.call_error(&store, e, DESCRIBE_FUEL))?;
+        self.describe_fuel = self.spent(&store, DESCRIBE_FUEL);
         Ok(spec)
     }
 
@@ -353,10 +468,12 @@ impl Plugin {
         events: &[Event],
         state: StateOverlay,
     ) -> Result<(EventResults, StateOverlay), CallError> {
-        let (mut store, instance) = self.instantiate(self.spec().name(), Some(state))?;
+        let budget = self.limits.call_fuel(events.len());
+        let (mut store, instance) = self.instantiate(self.spec().name(), Some(state), budget)?;
         let results = instance
             .call_handle(&mut store, events)
-            .map_err(|e| self.call_error(&store, e))?;
+            .map_err(|e| self.call_error(&store, e, budget))?;
+        self.fuel_spent.fetch_add(self.spent(&store, budget), Ordering::Relaxed);
         if results.len() != events.len() {
             return Err(CallError::Contract(format!(
                 "handle returned {} results for {} events",
@@ -376,32 +493,51 @@ impl Plugin {
         Ok((results, state))
     }
 
+    /// A fresh store and instance, bounded by `fuel` and the deadline from the first
+    /// instruction of instantiation on.
     fn instantiate(
         &self,
         name: &str,
         state: Option<StateOverlay>,
+        fuel: u64,
     ) -> Result<(Store<Sandbox>, Projection), CallError> {
         let mut store = Store::new(
             &self.engine,
             Sandbox::new(name, self.limits.max_memory, state),
         );
         store.limiter(|sandbox| sandbox.limiter());
+        if self.interruption.fuel() {
+            store.set_fuel(fuel).expect("the engine counts fuel");
+        }
+        if self.interruption.deadline() {
+            store.set_epoch_deadline(self.deadline_ticks());
+            store.epoch_deadline_trap();
+        }
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.call_error(&store, e, fuel))?;
+        Ok((store, instance))
+    }
+
+    /// The deadline in epoch ticks (at least one).
+    fn deadline_ticks(&self) -> u64 {
         let ticks = self
             .limits
             .call_timeout
             .as_millis()
             .div_ceil(EPOCH_TICK.as_millis())
             .max(1);
-        store.set_epoch_deadline(ticks as u64);
-        store.epoch_deadline_trap();
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.call_error(&store, e))?;
-        Ok((store, instance))
+        ticks as u64
     }
 
-    fn call_error(&self, store: &Store<Sandbox>, error: wasmtime::Error) -> CallError {
+    /// Fuel the store has spent out of `budget` (zero when fuel is not counted).
+    fn spent(&self, store: &Store<Sandbox>, budget: u64) -> u64 {
+        store.get_fuel().map_or(0, |left| budget - left)
+    }
+
+    /// What a failed call's error means; `budget` is the fuel the call was given.
+    fn call_error(&self, store: &Store<Sandbox>, error: wasmtime::Error, budget: u64) -> CallError {
         if let Some(message) = store.data().state.as_ref().and_then(StateOverlay::unavailable) {
             return CallError::StateUnavailable(message.to_owned());
         }
@@ -411,8 +547,10 @@ impl Plugin {
                 desired,
             };
         }
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return CallError::Timeout(self.limits.call_timeout);
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return CallError::Timeout(self.limits.call_timeout),
+            Some(Trap::OutOfFuel) => return CallError::Fuel { budget },
+            _ => {}
         }
         let mut message = format!("{error:#}");
         let stderr = store.data().stderr();

@@ -1,8 +1,10 @@
 //! `misbehaving`: a test fixture, never deployed. It proves the sandbox's limits with a real
 //! component: on an event of type `Spin` it loops forever, on `Hog` it allocates without end,
 //! on `Panic` it panics, on `Recurse` it recurses until its stack overflows, on `Socket` it
-//! tries to open a TCP connection and says what happened, on `Sleep` it sleeps for 40 s, on `Doze` it sleeps a second at a time
-//! forever, on `Flood` it writes 200,000 state keys, on `Burst` it returns 200,000 operations,
+//! tries to open a TCP connection and says what happened, on `Sleep` it sleeps for 40 s, on
+//! `Doze` it sleeps a second at a time forever, on `Churn` it computes for a bounded while (the
+//! same steps every time), on `Flood` it writes 200,000 state keys, on `Burst` it returns
+//! 200,000 operations,
 //! on `Ambient` it records what the clock, randomness, environment and filesystem look
 //! like from inside; a `Child` is refused until a `Parent` of the same key was seen (an event
 //! that arrived before what it depends on: a dead letter to re-drive later), then it counts one
@@ -57,6 +59,7 @@ impl Projection for Misbehaving {
             Some("Ambient") => ambient(),
             Some("Recurse") => recurse(0).to_string(),
             Some("Socket") => socket(),
+            Some("Churn") => churn(event.offset as u64),
             Some("Sleep") => {
                 std::thread::sleep(std::time::Duration::from_secs(40));
                 "slept".to_string()
@@ -76,6 +79,18 @@ fn spin() -> String {
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
     }
+}
+
+/// How many steps a `Churn` event computes.
+const CHURN_STEPS: u64 = 200_000;
+
+/// A bounded computation: `CHURN_STEPS` steps of a linear congruential generator from `seed`.
+fn churn(seed: u64) -> String {
+    let mut x = seed;
+    for _ in 0..CHURN_STEPS {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
+    }
+    format!("churned {x:016x}")
 }
 
 fn hog() -> String {
