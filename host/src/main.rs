@@ -232,7 +232,11 @@ fn precompile(cache_dir: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Read as _;
     let mut wasm = Vec::new();
     std::io::stdin().read_to_end(&mut wasm)?;
-    let limits = projector::runtime::Limits { call_timeout: Duration::from_secs(1), max_memory: 16 << 20 };
+    let limits = projector::runtime::Limits {
+        call_timeout: Duration::from_secs(1),
+        max_memory: 16 << 20,
+        fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT,
+    };
     let runtime = projector::runtime::Runtime::new(limits, Some(cache_dir.to_path_buf()))?;
     runtime.precompile(&wasm)?;
     Ok(())

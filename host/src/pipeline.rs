@@ -73,15 +73,14 @@ pub struct Stall {
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     /// The plugin returned an error for one event, or operations the declaration forbids, or
-    /// a call failed on it, or the database refused what it made of it. `deterministic`: the
-    /// same event fails again the same way (false only for a wall-clock deadline), so it is
-    /// poison (see [`Poison`]).
+    /// a call failed on it deterministically (a trap, fuel, the memory cap), or the database
+    /// refused what it made of it: the same event fails again the same way, so it is poison
+    /// (see [`Poison`]).
     #[error("event at partition {partition} offset {offset}: {message}")]
     Event {
         partition: i32,
         offset: i64,
         message: String,
-        deterministic: bool,
     },
     /// A partition's stored offset is not in the log any more, and the policy is to halt.
     #[error("partition {partition} offset {offset}: {message}")]
@@ -116,11 +115,9 @@ enum Source {
 /// How often a worker looks for dead letters whose re-drive was requested.
 const REDRIVE_CHECK: Duration = Duration::from_secs(1);
 
-/// Whether a call that failed on an event would fail on it again: everything but the
-/// wall-clock deadline, which a loaded machine can hit on an innocent event.
-fn deterministic(error: &CallError) -> bool {
-    !matches!(error, CallError::Timeout(_))
-}
+/// How often a call that ran past the wall-clock deadline (not out of fuel) is tried again
+/// before the projection stops where that call started.
+const TIMEOUT_RETRIES: u32 = 3;
 
 /// Everything one deployment's thread needs.
 pub struct Projector {
@@ -567,7 +564,7 @@ impl Worker<'_> {
             // topic is moved past for a reason, or the projection halts there.
             let moving_past = match (&failure, source) {
                 (Failure::Event { .. }, Source::Redrive) => Some(None),
-                (Failure::Event { deterministic: true, partition, offset, .. }, Source::Topic) => {
+                (Failure::Event { partition, offset, .. }, Source::Topic) => {
                     self.disposal(*partition, *offset)?.map(Some)
                 }
                 _ => None,
@@ -711,7 +708,6 @@ impl Worker<'_> {
             partition: poison.partition,
             offset: poison.offset,
             message: format!("the database refused what the plugin made of this event: {refusal}"),
-            deterministic: true,
         };
         (good, failure)
     }
@@ -736,6 +732,9 @@ impl Worker<'_> {
             match self.project(&events[..middle]) {
                 Ok(_) => good = middle,
                 Err((_, Failure::Cancelled)) => return (0, Failure::Cancelled),
+                // The wall clock blames no event: a loaded machine reaches the deadline on
+                // innocent ones. Stop where the call started, as for a failure not reproduced.
+                Err((_, Failure::Call { error, .. })) if !error.is_deterministic() => return (failed_at, failure),
                 // An event's own error pins it (it lies past `good`, which projects).
                 Err((at, Failure::Event { .. })) => bad = (at + 1).clamp(good + 1, middle),
                 Err(_) => bad = middle,
@@ -744,12 +743,11 @@ impl Worker<'_> {
         let poison = &events[good];
         match self.project(&events[..bad]) {
             Err((at, event @ Failure::Event { .. })) if at == good => (good, event),
-            Err((_, Failure::Call { error, .. })) => {
+            Err((_, Failure::Call { error, .. })) if error.is_deterministic() => {
                 let failure = Failure::Event {
                     partition: poison.partition,
                     offset: poison.offset,
                     message: format!("the plugin call failed on this event: {error}"),
-                    deterministic: deterministic(&error),
                 };
                 (good, failure)
             }
@@ -765,10 +763,22 @@ impl Worker<'_> {
     /// once the database answers.
     fn project(&self, events: &[Event]) -> Result<(Changeset, StateOverlay), (usize, Failure)> {
         let mut delay = Duration::from_millis(100);
+        let mut timeouts = 0;
         loop {
             match self.project_once(events) {
                 Err((_, Failure::Call { error: CallError::StateUnavailable(message), .. })) => {
                     self.wait_for_database("load state", &message, &mut delay).map_err(|f| (0, f))?;
+                }
+                // Past the wall-clock deadline but not out of fuel: the machine may be loaded;
+                // the same call later, with backoff, before giving up.
+                Err((_, Failure::Call { error: error @ CallError::Timeout(_), range })) if timeouts < TIMEOUT_RETRIES => {
+                    timeouts += 1;
+                    let pause = Duration::from_secs(1 << timeouts);
+                    tracing::warn!(projection = %self.projector.deployment.name, events = %range, error = %error, retry_in = ?pause, "Plugin call past its wall-clock deadline (not out of fuel); trying it again.");
+                    if self.projector.cancel.is_cancelled() {
+                        return Err((0, Failure::Cancelled));
+                    }
+                    std::thread::sleep(pause);
                 }
                 outcome => return outcome,
             }
@@ -828,7 +838,6 @@ impl Worker<'_> {
                         partition: event.partition,
                         offset: event.offset,
                         message,
-                        deterministic: true,
                     };
                     (first + index, failure)
                 };

@@ -236,14 +236,14 @@ async fn customer_ltv_in_python_and_sku_sales_in_javascript_give_exact_read_mode
 }
 
 /// A Python plugin calling `time.sleep(40)` gets its answer at once (timers inside the sandbox
-/// are due immediately), and one sleeping forever is stopped at the call deadline like any loop:
-/// neither can hold the host's thread.
+/// are due immediately), and one sleeping forever traps past 10,000 timers in one call, well
+/// within the call deadline: neither can hold the host's thread.
 #[test]
 fn a_sleeping_python_plugin_cannot_outlast_the_deadline() {
     use projector::runtime::types::{Event, Operation, Value};
     use projector::runtime::{CallError, Limits, Runtime, StateOverlay};
     let limit = Duration::from_secs(2);
-    let runtime = Runtime::new(Limits { call_timeout: limit, max_memory: 256 << 20 }, None).unwrap();
+    let runtime = Runtime::new(Limits { call_timeout: limit, max_memory: 256 << 20, fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT }, None).unwrap();
     let plugin = runtime.load(&std::fs::read(PY_SLEEPER).unwrap()).unwrap();
     let event = |kind: &str| Event {
         topic: "t".into(),
@@ -263,6 +263,7 @@ fn a_sleeping_python_plugin_cannot_outlast_the_deadline() {
     assert!(started.elapsed() < Duration::from_secs(2), "time.sleep(40) took {:?}", started.elapsed());
     let started = std::time::Instant::now();
     let error = plugin.handle(&[event("Doze")], state()).err().unwrap();
-    assert_eq!(error, CallError::Timeout(limit));
+    let CallError::Trap { message } = &error else { panic!("{error:?}") };
+    assert!(message.contains("more than 10000 sleeps or timers in one call"), "{message}");
     assert!(started.elapsed() < limit.mul_f64(1.5), "stopped {:?} into a {limit:?} deadline", started.elapsed());
 }

@@ -118,6 +118,8 @@ pub struct Sandbox {
     stderr: MemoryOutputPipe,
     pub(super) state: Option<StateOverlay>,
     projection: String,
+    /// Timers made in this call (see [`MAX_TIMERS`]).
+    timers: u32,
     log_lines: u32,
     /// State writes and bytes written by this call so far.
     state_writes: usize,
@@ -153,6 +155,7 @@ impl Sandbox {
             log_lines: 0,
             state_writes: 0,
             state_bytes: 0,
+            timers: 0,
         }
     }
 
@@ -295,12 +298,21 @@ impl HasData for InstantTimers {
 }
 
 /// The view [`InstantTimers`] works on.
-pub struct Timers<'a>(&'a mut ResourceTable);
+pub struct Timers<'a> {
+    table: &'a mut ResourceTable,
+    /// Timers made in this call so far.
+    made: &'a mut u32,
+}
+
+/// Most timers (sleeps) one call may make. Each is due at once and costs the guest next to no
+/// fuel, so a plugin sleeping in a loop would otherwise spin in the host until the wall-clock
+/// deadline, which blames no event; past this many it traps, deterministically.
+pub const MAX_TIMERS: u32 = 10_000;
 
 impl Sandbox {
     /// The view the monotonic clock's host functions need.
     pub fn timers(&mut self) -> Timers<'_> {
-        Timers(&mut self.table)
+        Timers { table: &mut self.table, made: &mut self.timers }
     }
 }
 
@@ -314,8 +326,12 @@ impl Pollable for Due {
 
 impl Timers<'_> {
     fn due(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
-        let timer = self.0.push(Due)?;
-        wasmtime_wasi::p2::subscribe(self.0, timer)
+        *self.made += 1;
+        if *self.made > MAX_TIMERS {
+            wasmtime::bail!("more than {MAX_TIMERS} sleeps or timers in one call: time does not pass inside the sandbox, so waiting for it never ends");
+        }
+        let timer = self.table.push(Due)?;
+        wasmtime_wasi::p2::subscribe(self.table, timer)
     }
 }
 
