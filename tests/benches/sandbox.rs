@@ -16,8 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use projector::demo::DemoRecord;
-use projector::runtime::types::{Event, Header};
+use projector::runtime::types::Event;
 use projector::runtime::{Interruption, Limits, Plugin, Runtime, StateOverlay};
 use projector_sdk::testing::Runner;
 use projector_sdk::Projection;
@@ -25,26 +24,6 @@ use projector_sdk::Projection;
 const ORDERS: usize = 20_000;
 const EVENTS_PER_CALL: usize = 500;
 const ROUNDS: usize = 5;
-
-fn wit_events(records: &[DemoRecord]) -> Vec<Event> {
-    records
-        .iter()
-        .enumerate()
-        .map(|(offset, r)| Event {
-            topic: "order-events".into(),
-            partition: 0,
-            offset: offset as i64,
-            key: Some(r.key.clone().into_bytes()),
-            value: Some(r.value.to_string().into_bytes()),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| Header { key: k.clone(), value: Some(v.clone().into_bytes()) })
-                .collect(),
-            timestamp_ms: Some(0),
-        })
-        .collect()
-}
 
 fn sdk_events(events: &[Event]) -> Vec<projector_sdk::Event> {
     events
@@ -187,7 +166,7 @@ fn limits() -> Limits {
 
 fn main() {
     let records = projector::demo::generate(ORDERS, 99);
-    let events = wit_events(&records);
+    let events = projector_tests::events_of(&records);
     let native_events = sdk_events(&events);
     let runtimes = MODES.map(|mode| Runtime::with_interruption(limits(), None, mode).unwrap());
     let runtime = &runtimes[2];
