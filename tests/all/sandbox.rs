@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use projector::runtime::types::{Event, Header, Operation, Value};
-use projector::runtime::{CallError, LoadError, Limits, Plugin, Runtime, StateOverlay, CALL_FUEL};
+use projector::runtime::{CallError, LoadError, Limits, Plugin, Runtime, StateOverlay, CALL_FUEL, MAX_TRANSFER, REST_AFTER_FAILURE};
 use projector::config::MAX_FUEL_PER_EVENT;
 use projector_tests::*;
 
@@ -246,6 +246,43 @@ fn floods_of_state_writes_and_operations_fail_the_call() {
         error,
         CallError::Contract("handle returned 200001 operations for 2 events; one call may return at most 100000".into())
     );
+}
+
+/// What the host copies out of a plugin is bounded as it is copied: a plugin returning one 1 MiB
+/// buffer as the text of 100 operations holds 1 MiB, the host would hold 100 MiB (wasmtime's
+/// own bound, 128 MiB unless set, let it through).
+#[test]
+fn a_plugin_returning_one_buffer_many_times_is_refused_as_it_is_copied() {
+    let runtime = runtime();
+    let plugin = load(&runtime, MISBEHAVING);
+    let error = plugin.handle(&[event(0, "Ok"), event(1, "Echo")], state()).err().unwrap();
+    assert_eq!(
+        error,
+        CallError::Contract(format!(
+            "the plugin returned more than {MAX_TRANSFER} bytes in one call (or passed as much to one host call), counted as the host would hold them"
+        ))
+    );
+    assert!(error.is_deterministic());
+    assert!(plugin.peak_memory() < 8 << 20, "the plugin itself held {} bytes", plugin.peak_memory());
+}
+
+/// A plugin whose call failed rests four times as long as the call ran before the pipeline calls
+/// it again, so a plugin failing call after call gets a fifth of a core; a call that succeeds
+/// ends the rest. `handle` itself never waits.
+#[test]
+fn a_plugin_rests_after_a_failed_call() {
+    let runtime = runtime_with_fuel(TEST_FUEL_PER_EVENT, NO_DEADLINE);
+    let plugin = load(&runtime, MISBEHAVING);
+    assert_eq!(plugin.rest(), Duration::ZERO);
+    let started = Instant::now();
+    plugin.handle(&[event(0, "Ok"), event(1, "Spin")], state()).err().unwrap();
+    let (took, rest) = (started.elapsed(), plugin.rest());
+    assert!(rest <= took * REST_AFTER_FAILURE, "rest {rest:?} after a call of {took:?}");
+    assert!(rest >= took * (REST_AFTER_FAILURE - 1), "rest {rest:?} after a call of {took:?}");
+    let started = Instant::now();
+    plugin.handle(&[event(2, "Ok")], state()).unwrap();
+    assert!(started.elapsed() < rest, "handle waited out the rest");
+    assert_eq!(plugin.rest(), Duration::ZERO);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -42,6 +42,26 @@ pub const MAX_OPERATIONS: usize = 100_000;
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The most a plugin may make the host copy out of its memory at once, in bytes as the host
+/// holds them: one call's returned operations, or the arguments of one call it makes to the
+/// host. A plugin can return one buffer many times over (every string of 100 operations
+/// pointing at the same megabyte), so what the host would copy is bounded here, as it is
+/// copied, not by the plugin's memory cap. wasmtime counts it (its "hostcall fuel", 128 MiB
+/// unless set); 64 MiB is 16 times the input of a call at the default `bytes_per_call`.
+pub const MAX_TRANSFER: usize = 64 << 20;
+
+/// What wasmtime says when a transfer passes [`MAX_TRANSFER`].
+const TRANSFER_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// After a call that fails as a whole, the plugin rests this many times as long as the call
+/// ran before its next call may start (see [`Plugin::rest`]): a plugin whose every call fails
+/// (a poison event after another under the `dead-letter` policy, an infinite loop cut by fuel
+/// each time) gets at most a fifth of a core, so the projections beside it keep theirs.
+pub const REST_AFTER_FAILURE: u32 = 4;
+
+/// The longest rest after one failed call (a call cut at a long wall-clock deadline).
+pub const MAX_REST: Duration = Duration::from_secs(30);
 
 /// Fuel every call gets on top of its events' share: instantiating the component, entering and
 /// leaving `handle`, moving the events in and the results out, and a floor for calls of few
@@ -281,6 +301,7 @@ impl Runtime {
             peak_memory: Default::default(),
             fuel_spent: Default::default(),
             describe_fuel: 0,
+            rests_until: Default::default(),
         };
         let raw = plugin.describe()?;
         plugin.spec = Some(Spec::new(raw)?);
@@ -419,6 +440,8 @@ pub struct Plugin {
     fuel_spent: AtomicU64,
     /// Fuel the `describe` call spent, instantiation included.
     describe_fuel: u64,
+    /// When the next call may start, after a call that failed.
+    rests_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The per-event answers of one call: operations, or the plugin's error for that event.
@@ -463,7 +486,35 @@ impl Plugin {
 
     /// Projects `events` with `state` as the per-key state; returns one result per event and
     /// the state with the call's writes added.
+    ///
+    /// A call that fails as a whole (except for state that could not be loaded for now) makes
+    /// the plugin rest: see [`Plugin::rest`].
     pub fn handle(
+        &self,
+        events: &[Event],
+        state: StateOverlay,
+    ) -> Result<(EventResults, StateOverlay), CallError> {
+        let started = Instant::now();
+        let outcome = self.call_handle(events, state);
+        let rests_until = match &outcome {
+            Ok(_) => None,
+            Err(CallError::StateUnavailable(_)) => return outcome,
+            Err(_) => Some(Instant::now() + (started.elapsed() * REST_AFTER_FAILURE).min(MAX_REST)),
+        };
+        *self.rests_until.lock().unwrap_or_else(|e| e.into_inner()) = rests_until;
+        outcome
+    }
+
+    /// How long the caller should wait before the next call: [`REST_AFTER_FAILURE`] times as
+    /// long as the last call ran, from its end, when it failed; zero once a call succeeded. The pipeline
+    /// waits it out (and stops waiting when the projection is stopped); `handle` itself does
+    /// not wait, so a caller that must call at once (a test, a one-off check) can.
+    pub fn rest(&self) -> Duration {
+        let until = *self.rests_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.map_or(Duration::ZERO, |until| until.saturating_duration_since(Instant::now()))
+    }
+
+    fn call_handle(
         &self,
         events: &[Event],
         state: StateOverlay,
@@ -506,6 +557,7 @@ impl Plugin {
             Sandbox::new(name, self.limits.max_memory, state),
         );
         store.limiter(|sandbox| sandbox.limiter());
+        store.set_hostcall_fuel(MAX_TRANSFER);
         if self.interruption.fuel() {
             store.set_fuel(fuel).expect("the engine counts fuel");
         }
@@ -553,6 +605,11 @@ impl Plugin {
             _ => {}
         }
         let mut message = format!("{error:#}");
+        if message.contains(TRANSFER_EXHAUSTED) {
+            return CallError::Contract(format!(
+                "the plugin returned more than {MAX_TRANSFER} bytes in one call (or passed as much to one host call), counted as the host would hold them"
+            ));
+        }
         let stderr = store.data().stderr();
         if !stderr.is_empty() {
             message.push_str("; plugin stderr: ");

@@ -4,7 +4,7 @@
 //! tries to open a TCP connection and says what happened, on `Sleep` it sleeps for 40 s, on
 //! `Doze` it sleeps a second at a time forever, on `Churn` it computes for a bounded while (the
 //! same steps every time), on `Flood` it writes 200,000 state keys, on `Burst` it returns
-//! 200,000 operations,
+//! 200,000 operations, on `Echo` it returns 100 operations whose texts are one 1 MiB buffer,
 //! on `Ambient` it records what the clock, randomness, environment and filesystem look
 //! like from inside; a `Child` is refused until a `Parent` of the same key was seen (an event
 //! that arrived before what it depends on: a dead letter to re-drive later), then it counts one
@@ -47,6 +47,7 @@ impl Projection for Misbehaving {
                     Operation::increment(COLLECTION, id).add("children", 1i64).into(),
                 ]);
             }
+            Some("Echo") => return Ok(echo(&id)),
             Some("Burst") => {
                 return Ok((0..200_000).map(|i| Operation::upsert(COLLECTION, format!("{id}-{i}")).set("observed", "burst").into()).collect());
             }
@@ -71,6 +72,20 @@ impl Projection for Misbehaving {
         };
         Ok(vec![Operation::upsert(COLLECTION, id).set("observed", observed).into()])
     }
+}
+
+/// 100 operations whose `observed` texts all point at one 1 MiB buffer: the plugin holds
+/// 1 MiB, the host, copying each text, would hold 100 MiB.
+fn echo(id: &str) -> Vec<Operation> {
+    let buffer = std::mem::ManuallyDrop::new("e".repeat(1 << 20));
+    (0..100)
+        .map(|i| {
+            // SAFETY: none, on purpose: a hostile fixture aliases one buffer 100 times. The texts
+            // are only read (lowered into the result) and the instance is dropped after the call.
+            let alias = unsafe { String::from_raw_parts(buffer.as_ptr().cast_mut(), buffer.len(), buffer.capacity()) };
+            Operation::upsert(COLLECTION, format!("{id}-{i}")).set("observed", alias).into()
+        })
+        .collect()
 }
 
 #[allow(clippy::empty_loop)]
