@@ -10,6 +10,8 @@ pub mod api;
 pub mod broker;
 #[path = "expected.rs"]
 pub mod expected;
+#[path = "hoarder.rs"]
+pub mod hoarder;
 #[path = "host.rs"]
 pub mod host;
 #[path = "postgres.rs"]

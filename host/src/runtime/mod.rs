@@ -217,6 +217,8 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     interruption: Interruption,
     ticker: Arc<AtomicBool>,
+    /// When the next `describe` may start, after one that failed.
+    describe_rest: Rest,
 }
 
 impl Runtime {
@@ -265,6 +267,7 @@ impl Runtime {
             cache_dir,
             interruption,
             ticker,
+            describe_rest: Rest::default(),
         })
     }
 
@@ -301,10 +304,18 @@ impl Runtime {
             peak_memory: Default::default(),
             fuel_spent: Default::default(),
             describe_fuel: 0,
-            rests_until: Default::default(),
+            rest: Rest::default(),
         };
-        let raw = plugin.describe()?;
-        plugin.spec = Some(Spec::new(raw)?);
+        // A component refused at instantiation (its memories and tables past the budget) or
+        // failing `describe` deterministically rests the loads after it, as a failing call
+        // rests its plugin: upload after refused upload gets at most a fifth of a core.
+        std::thread::sleep(self.describe_rest.left());
+        let started = Instant::now();
+        let raw = plugin.describe();
+        // Not after a `describe` past its deadline: the machine's load may be why, and other
+        // deployments' loads (at start) should not wait for it.
+        self.describe_rest.after(started, matches!(&raw, Err(e) if e.is_deterministic()));
+        plugin.spec = Some(Spec::new(raw?)?);
         Ok(plugin)
     }
 
@@ -427,6 +438,25 @@ fn store_artifact(component: &Component, dir: &Path, path: &Path) -> anyhow::Res
     Ok(())
 }
 
+/// When whoever failed may run again: [`REST_AFTER_FAILURE`] times as long as the failed run
+/// took (at most [`MAX_REST`]), from its end; at once after a run that succeeded.
+#[derive(Default)]
+struct Rest(std::sync::Mutex<Option<Instant>>);
+
+impl Rest {
+    /// Records a run that started at `started` and has just ended.
+    fn after(&self, started: Instant, failed: bool) {
+        let until = failed.then(|| Instant::now() + (started.elapsed() * REST_AFTER_FAILURE).min(MAX_REST));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+
+    /// What is left of the rest.
+    fn left(&self) -> Duration {
+        let until = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        until.map_or(Duration::ZERO, |until| until.saturating_duration_since(Instant::now()))
+    }
+}
+
 /// A loaded projection plugin, ready to be called from any thread.
 pub struct Plugin {
     pre: ProjectionPre<Sandbox>,
@@ -441,7 +471,7 @@ pub struct Plugin {
     /// Fuel the `describe` call spent, instantiation included.
     describe_fuel: u64,
     /// When the next call may start, after a call that failed.
-    rests_until: std::sync::Mutex<Option<Instant>>,
+    rest: Rest,
 }
 
 /// The per-event answers of one call: operations, or the plugin's error for that event.
@@ -496,12 +526,9 @@ impl Plugin {
     ) -> Result<(EventResults, StateOverlay), CallError> {
         let started = Instant::now();
         let outcome = self.call_handle(events, state);
-        let rests_until = match &outcome {
-            Ok(_) => None,
-            Err(CallError::StateUnavailable(_)) => return outcome,
-            Err(_) => Some(Instant::now() + (started.elapsed() * REST_AFTER_FAILURE).min(MAX_REST)),
-        };
-        *self.rests_until.lock().unwrap_or_else(|e| e.into_inner()) = rests_until;
+        if !matches!(outcome, Err(CallError::StateUnavailable(_))) {
+            self.rest.after(started, outcome.is_err());
+        }
         outcome
     }
 
@@ -510,8 +537,7 @@ impl Plugin {
     /// waits it out (and stops waiting when the projection is stopped); `handle` itself does
     /// not wait, so a caller that must call at once (a test, a one-off check) can.
     pub fn rest(&self) -> Duration {
-        let until = *self.rests_until.lock().unwrap_or_else(|e| e.into_inner());
-        until.map_or(Duration::ZERO, |until| until.saturating_duration_since(Instant::now()))
+        self.rest.left()
     }
 
     fn call_handle(
