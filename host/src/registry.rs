@@ -497,18 +497,7 @@ impl Registry {
     /// Sets the poison policy of every deployment of a projection; running ones apply it from
     /// their next poison event.
     pub async fn set_poison(&self, name: &str, policy: Poison) -> Result<(), RegistryError> {
-        let mut tx = self.locked().await?;
-        let changed = sqlx::query("UPDATE projector.deployments SET on_poison = $2 WHERE name = $1")
-            .bind(name)
-            .bind(policy.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if changed.rows_affected() == 0 {
-            return Err(RegistryError::NotFound(name.into()));
-        }
-        Self::notify(&mut tx, name).await?;
-        tx.commit().await?;
-        Ok(())
+        self.set_for_name(name, "on_poison", policy.as_str()).await
     }
 
     /// A deployment's poison policy now (it may have changed since the deployment started).
@@ -572,10 +561,19 @@ impl Registry {
 
     /// Pauses or resumes every running deployment of a projection.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), RegistryError> {
+        self.set_for_name(name, "paused", paused).await
+    }
+
+    /// Sets `column` (a constant of this module, never input) of every deployment of `name`
+    /// and tells the reconcilers; [`RegistryError::NotFound`] when there is none.
+    async fn set_for_name<V>(&self, name: &str, column: &'static str, value: V) -> Result<(), RegistryError>
+    where
+        V: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+    {
         let mut tx = self.locked().await?;
-        let changed = sqlx::query("UPDATE projector.deployments SET paused = $2 WHERE name = $1")
+        let changed = sqlx::query(&format!("UPDATE projector.deployments SET {column} = $2 WHERE name = $1"))
             .bind(name)
-            .bind(paused)
+            .bind(value)
             .execute(&mut *tx)
             .await?;
         if changed.rows_affected() == 0 {
