@@ -23,6 +23,11 @@ export PROJECTOR_TEST_PG=postgres://postgres@127.0.0.1:$PROJECTOR_PG_PORT/postgr
 export PROJECTOR_TEST_BROKERS=127.0.0.1:$PROJECTOR_KAFKA_PORT
 # Tests that kill, freeze and restart a broker start their own through scripts/kafka.sh.
 
+log "Formatting (cargo fmt --check, rustfmt.toml)"
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo fmt --all -- --check
+(cd plugins && cargo fmt --all -- --check)
+
 log "Building the host"
 cargo build --release --locked -p projector-host
 

@@ -51,7 +51,8 @@ impl Api {
 
     /// Uploads a component (`query` is `""` or e.g. `"?mode=hot-swap"`).
     pub async fn upload(&self, wasm: Vec<u8>, query: &str) -> (StatusCode, Value) {
-        let request = self.http.post(format!("{}/admin/projections{query}", self.base)).bearer_auth(ADMIN_TOKEN).body(wasm);
+        let request =
+            self.http.post(format!("{}/admin/projections{query}", self.base)).bearer_auth(ADMIN_TOKEN).body(wasm);
         self.send(request).await
     }
 
@@ -59,7 +60,9 @@ impl Api {
     pub async fn ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(format!("{}/admin/projections", self.base)).bearer_auth(ADMIN_TOKEN).send().await {
+            if let Ok(r) =
+                self.http.get(format!("{}/admin/projections", self.base)).bearer_auth(ADMIN_TOKEN).send().await
+            {
                 if r.status() == StatusCode::OK {
                     return;
                 }
@@ -105,4 +108,3 @@ impl Api {
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
-

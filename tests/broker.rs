@@ -22,12 +22,10 @@ pub fn tool(class: &str, args: &[&str]) -> Output {
 
 /// Waits until the brokers at `brokers` answer a metadata request.
 pub fn wait_for_metadata(brokers: &str, timeout: Duration) {
-    let consumer: BaseConsumer = projector::source::kafka::client_config(&KafkaConfig {
-        brokers: brokers.into(),
-        ..KafkaConfig::default()
-    })
-    .create()
-    .unwrap();
+    let consumer: BaseConsumer =
+        projector::source::kafka::client_config(&KafkaConfig { brokers: brokers.into(), ..KafkaConfig::default() })
+            .create()
+            .unwrap();
     let deadline = Instant::now() + timeout;
     loop {
         match consumer.fetch_metadata(None, Duration::from_secs(2)) {

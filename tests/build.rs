@@ -39,31 +39,21 @@ fn main() {
     // RUSTFLAGS, ...) must not leak into the guest build.
     let mut command = Command::new(cargo);
     command.env_clear();
-    for key in [
-        "PATH",
-        "HOME",
-        "CARGO_HOME",
-        "RUSTUP_HOME",
-        "RUSTUP_TOOLCHAIN",
-    ] {
+    for key in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"] {
         if let Ok(value) = std::env::var(key) {
             command.env(key, value);
         }
     }
     let status = command
         .current_dir(root.join("plugins"))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"])
         .arg(&target_dir)
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+    assert!(
+        status.success(),
+        "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+    );
     for (prefix, script, components) in OTHER_LANGUAGES {
         let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join(prefix.to_lowercase());
         let mut command = Command::new("bash");
@@ -82,15 +72,9 @@ fn main() {
         }
     }
     for plugin in PLUGINS {
-        let path = target_dir
-            .join("wasm32-wasip2/release")
-            .join(format!("{plugin}.wasm"));
+        let path = target_dir.join("wasm32-wasip2/release").join(format!("{plugin}.wasm"));
         assert!(path.exists(), "{} was not built", path.display());
-        println!(
-            "cargo:rustc-env={}_WASM={}",
-            plugin.to_uppercase(),
-            path.display()
-        );
+        println!("cargo:rustc-env={}_WASM={}", plugin.to_uppercase(), path.display());
     }
 }
 

@@ -52,10 +52,7 @@ fn dec(json: &Json) -> Decimal {
 }
 
 fn text(json: &Json, field: &str) -> String {
-    json[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} missing in {json}"))
-        .to_string()
+    json[field].as_str().unwrap_or_else(|| panic!("{field} missing in {json}")).to_string()
 }
 
 /// The event type: simple name of `__TypeId__`, else the `type` field.
@@ -83,14 +80,7 @@ impl Model {
             return;
         };
         let v = &record.value;
-        let known = [
-            "OrderPlaced",
-            "OrderCreated",
-            "ItemAdded",
-            "OrderSubmitted",
-            "OrderShipped",
-            "OrderCancelled",
-        ];
+        let known = ["OrderPlaced", "OrderCreated", "ItemAdded", "OrderSubmitted", "OrderShipped", "OrderCancelled"];
         if !known.contains(&kind.as_str()) {
             return;
         }
@@ -117,11 +107,7 @@ impl Model {
                         json!({"sku": sku, "productName": i["productName"], "quantity": i["quantity"], "unitPrice": i["unitPrice"]})
                     })
                     .collect();
-                order.total = Some(if status == "PLACED" {
-                    dec(&v["total"])
-                } else {
-                    sum(&order.lines)
-                });
+                order.total = Some(if status == "PLACED" { dec(&v["total"]) } else { sum(&order.lines) });
                 order.status = Some(status.into());
                 order.created_at = Some(at.clone());
                 order.updated_at = Some(at.clone());
@@ -164,9 +150,8 @@ impl Model {
                     ("CANCELLED", text(v, "cancelledAt"))
                 };
                 if kind == "OrderShipped" {
-                    order.shipping = Some(
-                        json!({"carrier": v["carrier"], "trackingNumber": v["trackingNumber"], "shippedAt": at}),
-                    );
+                    order.shipping =
+                        Some(json!({"carrier": v["carrier"], "trackingNumber": v["trackingNumber"], "shippedAt": at}));
                 } else {
                     order.reason = Some(text(v, "reason"));
                 }
@@ -198,9 +183,7 @@ impl Model {
 
     /// Expected `order_summaries` rows, by order id.
     pub fn summaries(&self) -> Vec<Json> {
-        self.rows()
-            .map(|(id, o)| Json::Object(summary(id, o)))
-            .collect()
+        self.rows().map(|(id, o)| Json::Object(summary(id, o))).collect()
     }
 
     /// Expected `order_details` rows, by order id.
@@ -367,7 +350,12 @@ pub fn customers_and_skus(records: &[DemoRecord]) -> (Vec<Json>, Vec<Json>) {
                 }
             }
             "ItemAdded" => {
-                let line = (text(v, "productId"), text(v, "productName"), v["quantity"].as_i64().unwrap(), dec(&v["unitPrice"]));
+                let line = (
+                    text(v, "productId"),
+                    text(v, "productName"),
+                    v["quantity"].as_i64().unwrap(),
+                    dec(&v["unitPrice"]),
+                );
                 if order.counted.is_some() {
                     let known = order.lines.iter().any(|l| l.0 == line.0);
                     let row = skus.entry(line.0.clone()).or_default();

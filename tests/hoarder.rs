@@ -14,7 +14,8 @@ use wasm_encoder::{
 pub fn component(memories: u32, pages: u64, tables: u32, elements: u64) -> Vec<u8> {
     let mut module = core_module(memories.max(1), pages, tables, elements);
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit")).expect("the WIT contract parses");
+    let (package, _) =
+        resolve.push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit")).expect("the WIT contract parses");
     let world = resolve.select_world(&[package], Some("projection")).expect("the projection world");
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
         .expect("the world embeds");
@@ -41,11 +42,23 @@ fn core_module(memories: u32, pages: u64, tables: u32, elements: u64) -> Vec<u8>
     }
     let mut table_section = TableSection::new();
     for _ in 0..tables {
-        table_section.table(TableType { element_type: RefType::FUNCREF, table64: false, minimum: elements, maximum: None, shared: false });
+        table_section.table(TableType {
+            element_type: RefType::FUNCREF,
+            table64: false,
+            minimum: elements,
+            maximum: None,
+            shared: false,
+        });
     }
     let mut memory_section = MemorySection::new();
     for _ in 0..memories {
-        memory_section.memory(MemoryType { minimum: pages, maximum: None, memory64: false, shared: false, page_size_log2: None });
+        memory_section.memory(MemoryType {
+            minimum: pages,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
     }
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);

@@ -12,11 +12,7 @@ pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/all-<hash> -> target/<profile>/projector
     let path = exe.parent().unwrap().parent().unwrap().join("projector");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build --release -p projector-host)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build it first (cargo build --release -p projector-host)", path.display());
     path
 }
 
@@ -54,11 +50,7 @@ impl HostConfig {
         std::fs::create_dir_all(dir.join("plugins")).unwrap();
         for plugin in plugins {
             let source = PathBuf::from(plugin);
-            std::fs::copy(
-                &source,
-                dir.join("plugins").join(source.file_name().unwrap()),
-            )
-            .unwrap();
+            std::fs::copy(&source, dir.join("plugins").join(source.file_name().unwrap())).unwrap();
         }
         HostConfig {
             db_url: db_url.into(),
@@ -123,11 +115,7 @@ pub struct Host {
 impl Host {
     /// Starts `projector run`.
     pub fn start(config: &HostConfig) -> Host {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&config.log).unwrap();
         let mut command = Command::new(binary());
         command
             .arg("run")
@@ -135,20 +123,14 @@ impl Host {
             .env("PROJECTOR_KAFKA__BROKERS", crate::brokers())
             .env("PROJECTOR_KAFKA__TOPIC", &config.topic)
             .env("PROJECTOR_PLUGINS__DIR", config.dir.join("plugins"))
-            .env(
-                "PROJECTOR_PLUGINS__CACHE_DIR",
-                std::env::temp_dir().join("projector-test-cache"),
-            )
+            .env("PROJECTOR_PLUGINS__CACHE_DIR", std::env::temp_dir().join("projector-test-cache"))
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn,sqlx::postgres::notice=warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
         for (key, value) in &config.env {
             command.env(key, value);
         }
-        Host {
-            child: command.spawn().unwrap(),
-            config: config.clone(),
-        }
+        Host { child: command.spawn().unwrap(), config: config.clone() }
     }
 
     /// CPU time the process itself has used so far (user + system; not its children), from
@@ -157,7 +139,8 @@ impl Host {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
         // Fields after the command name, which is in parentheses: utime and stime are the 14th
         // and 15th fields of the line.
-        let rest: Vec<u64> = stat.rsplit_once(')').unwrap().1.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+        let rest: Vec<u64> =
+            stat.rsplit_once(')').unwrap().1.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
         let ticks: u64 = rest.iter().sum();
         // USER_HZ is 100 on Linux.
         Duration::from_millis(ticks * 10)
@@ -171,10 +154,7 @@ impl Host {
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
     pub fn terminate(mut self, timeout: Duration) -> bool {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(sent.success(), "kill -TERM failed");
         let deadline = Instant::now() + timeout;
         loop {
@@ -184,10 +164,7 @@ impl Host {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!(
-                    "host did not stop within {timeout:?} after SIGTERM; log: {}",
-                    self.log_tail()
-                );
+                panic!("host did not stop within {timeout:?} after SIGTERM; log: {}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -177,9 +177,16 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
     let uploads = Runtime::new(runtime_limits(), Some(artifacts.clone())).unwrap();
     let measurements = corpus
         .iter()
-        .map(|&(kind, what, expected)| (kind, what, expected, best_of_three(|| beside(&hostile, &neighbour, &events, kind))))
+        .map(|&(kind, what, expected)| {
+            (kind, what, expected, best_of_three(|| beside(&hostile, &neighbour, &events, kind)))
+        })
         .chain(hoarders.iter().map(|(kind, what, wasm)| {
-            (*kind, *what, "load refused: memory cap", best_of_three(|| loads_beside(&uploads, wasm, &neighbour, &events)))
+            (
+                *kind,
+                *what,
+                "load refused: memory cap",
+                best_of_three(|| loads_beside(&uploads, wasm, &neighbour, &events)),
+            )
         }));
     let (mut short, mut slow) = (Vec::new(), Vec::new());
     for (kind, what, expected, measured) in measurements {
@@ -201,7 +208,11 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
     std::fs::remove_dir_all(&artifacts).unwrap();
     eprintln!("{}", table.join("\n"));
     assert!(slow.is_empty(), "calls past 1.5x the {DEADLINE:?} deadline: {slow:?}\n{}", table.join("\n"));
-    assert!(short.is_empty(), "the neighbour kept less than 90% of its throughput beside: {short:?}\n{}", table.join("\n"));
+    assert!(
+        short.is_empty(),
+        "the neighbour kept less than 90% of its throughput beside: {short:?}\n{}",
+        table.join("\n")
+    );
 }
 
 /// A pair of windows can lose to the machine (another process waking up): the best of three

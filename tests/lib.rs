@@ -81,7 +81,11 @@ pub fn events_of(records: &[DemoRecord]) -> Vec<projector::runtime::types::Event
             offset: offset as i64,
             key: Some(r.key.clone().into_bytes()),
             value: Some(r.value.to_string().into_bytes()),
-            headers: r.headers.iter().map(|(k, v)| Header { key: k.clone(), value: Some(v.clone().into_bytes()) }).collect(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| Header { key: k.clone(), value: Some(v.clone().into_bytes()) })
+                .collect(),
             timestamp_ms: Some(0),
         })
         .collect()
@@ -89,8 +93,7 @@ pub fn events_of(records: &[DemoRecord]) -> Vec<projector::runtime::types::Event
 
 /// Admin URL of the test PostgreSQL server.
 pub fn pg_admin_url() -> String {
-    std::env::var("PROJECTOR_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+    std::env::var("PROJECTOR_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
 }
 
 /// Bootstrap servers of the test broker.
@@ -100,10 +103,7 @@ pub fn brokers() -> String {
 
 /// A unique lowercase suffix for names of databases, topics and groups.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}_{}_{:x}", std::process::id(), nanos % 0xffff_ffff)
 }
 
@@ -132,10 +132,7 @@ impl TestDb {
             .connect(admin_url)
             .await
             .expect("test PostgreSQL is up (run scripts/test.sh)");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.unwrap();
         admin.close().await;
         let base = admin_url;
         let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
@@ -171,27 +168,19 @@ impl TestDb {
 
 /// Kafka settings of a test topic.
 pub fn kafka(topic: &str) -> KafkaConfig {
-    KafkaConfig {
-        brokers: brokers(),
-        topic: topic.into(),
-        ..KafkaConfig::default()
-    }
+    KafkaConfig { brokers: brokers(), topic: topic.into(), ..KafkaConfig::default() }
 }
 
 /// Creates a topic with `partitions` partitions.
 pub async fn create_topic(prefix: &str, partitions: i32) -> String {
     let topic = unique(prefix).replace('_', "-");
-    projector::demo::create_topic(&kafka(&topic), &topic, partitions)
-        .await
-        .unwrap();
+    projector::demo::create_topic(&kafka(&topic), &topic, partitions).await.unwrap();
     topic
 }
 
 /// Publishes records; returns the last offset per partition.
 pub async fn publish(topic: &str, records: &[DemoRecord]) -> BTreeMap<i32, i64> {
-    projector::demo::publish(&kafka(topic), records)
-        .await
-        .unwrap()
+    projector::demo::publish(&kafka(topic), records).await.unwrap()
 }
 
 /// The records of `shared/events/samples.jsonl` (copied into the repository).
@@ -296,28 +285,15 @@ pub const DAILY_SQL: &str = "SELECT jsonb_build_object(
 
 /// The three example read models as stored.
 pub async fn read_models(db: &TestDb) -> [Vec<Json>; 3] {
-    [
-        db.json_rows(SUMMARIES_SQL).await,
-        db.json_rows(DETAILS_SQL).await,
-        db.json_rows(DAILY_SQL).await,
-    ]
+    [db.json_rows(SUMMARIES_SQL).await, db.json_rows(DETAILS_SQL).await, db.json_rows(DAILY_SQL).await]
 }
 
 /// Asserts two row lists are equal, reporting the first difference readably.
 pub fn assert_rows_eq(what: &str, actual: &[Json], expected: &[Json]) {
     for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert_eq!(
-            a, e,
-            "{what}: row {index} differs\nactual:   {a}\nexpected: {e}"
-        );
+        assert_eq!(a, e, "{what}: row {index} differs\nactual:   {a}\nexpected: {e}");
     }
-    assert_eq!(
-        actual.len(),
-        expected.len(),
-        "{what}: {} rows, expected {}",
-        actual.len(),
-        expected.len()
-    );
+    assert_eq!(actual.len(), expected.len(), "{what}: {} rows, expected {}", actual.len(), expected.len());
 }
 
 /// Asserts the tables of three example deployments (by schema, in the order summaries,

@@ -84,9 +84,9 @@ impl OwnServer {
     /// [`OwnServer::services`] returning whether it succeeded; its output goes to
     /// `services.log` in the state directory.
     fn run(&self, code: &str) -> bool {
-        let Ok(log) = std::fs::create_dir_all(&self.state).and_then(|()| {
-            std::fs::OpenOptions::new().create(true).append(true).open(self.state.join("services.log"))
-        }) else {
+        let Ok(log) = std::fs::create_dir_all(&self.state)
+            .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(self.state.join("services.log")))
+        else {
             return false;
         };
         let Ok(err) = log.try_clone() else { return false };

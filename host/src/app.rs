@@ -68,7 +68,8 @@ pub async fn register_plugin_dir(shared: &Shared) -> anyhow::Result<()> {
     for file in plugin_files(&shared.config.plugins.dir)? {
         let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        let removed = transient_retried(|| async { shared.registry.removed(&sha256).await.map_err(RegistryError::from) }).await?;
+        let removed =
+            transient_retried(|| async { shared.registry.removed(&sha256).await.map_err(RegistryError::from) }).await?;
         if let Some((name, version, at)) = removed {
             tracing::info!(file = %file.display(), projection = %name, version, removed_at = %at, "Not registering a plugin removed through the admin API; upload it to bring it back.");
             continue;
@@ -141,7 +142,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .await
         .with_context(|| format!("cannot listen on {} for the query API", shared.config.query.listen))?;
     tracing::info!(address = %query_listener.local_addr()?, "Query API listening.");
-    let query_server = tokio::spawn(crate::admin::serve(crate::query::router(shared.clone()), query_listener, cancel.clone()));
+    let query_server =
+        tokio::spawn(crate::admin::serve(crate::query::router(shared.clone()), query_listener, cancel.clone()));
     Supervisor::new(shared, cancel.clone()).run().await;
     cancel.cancel();
     server.await??;

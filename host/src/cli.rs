@@ -70,7 +70,13 @@ impl Client {
         let body = self.get("/admin/projections").await?;
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
-            "projection", "version", "build", "state", "lag", "events/s", "sha256",
+            "projection",
+            "version",
+            "build",
+            "state",
+            "lag",
+            "events/s",
+            "sha256",
         ]);
         for projection in body["projections"].as_array().into_iter().flatten() {
             for d in projection["deployments"].as_array().into_iter().flatten() {
@@ -133,7 +139,14 @@ impl Client {
         let body = self.get(&format!("/admin/projections/{name}/dead-letters?pending={pending}")).await?;
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
-            "version", "partition", "offset", "key", "reason", "state", "attempts", "error",
+            "version",
+            "partition",
+            "offset",
+            "key",
+            "reason",
+            "state",
+            "attempts",
+            "error",
         ]);
         for letter in body["dead_letters"].as_array().into_iter().flatten() {
             let state = if !letter["redriven_at"].is_null() {

@@ -265,10 +265,7 @@ pub enum ConfigError {
     Parse(#[from] Box<figment::Error>),
     /// A value is out of range or contradicts another.
     #[error("invalid configuration: {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
 }
 
 impl Config {
@@ -302,12 +299,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, message: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                message: message.to_string(),
-            })
-        };
+        let invalid = |field, message: &str| Err(ConfigError::Invalid { field, message: message.to_string() });
         if self.kafka.brokers.trim().is_empty() {
             return invalid("kafka.brokers", "must name at least one broker");
         }
@@ -315,10 +307,7 @@ impl Config {
             return invalid("kafka.topic", "must not be empty");
         }
         if self.kafka.heartbeat_interval_ms >= self.kafka.session_timeout_ms {
-            return invalid(
-                "kafka.heartbeat_interval_ms",
-                "must be below kafka.session_timeout_ms",
-            );
+            return invalid("kafka.heartbeat_interval_ms", "must be below kafka.session_timeout_ms");
         }
         if self.kafka.stall_timeout_ms < 1_000 {
             return invalid("kafka.stall_timeout_ms", "must be at least 1000");
@@ -354,10 +343,7 @@ impl Config {
             || self.pipeline.bytes_per_call == 0
             || self.pipeline.max_batch_bytes == 0
         {
-            return invalid(
-                "pipeline.max_batch_events",
-                "batch sizes must be at least 1",
-            );
+            return invalid("pipeline.max_batch_events", "batch sizes must be at least 1");
         }
         Ok(())
     }
@@ -420,9 +406,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = Config::from_toml("[kafka]\nbrokerz = \"x\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[kafka]\nbrokerz = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("brokerz"), "{err}");
     }
 
@@ -453,9 +437,7 @@ mod tests {
     #[test]
     fn fuel_per_event_is_bounded() {
         for fuel in [0, MIN_FUEL_PER_EVENT - 1, MAX_FUEL_PER_EVENT + 1] {
-            let err = Config::from_toml(&format!("[plugins]\nfuel_per_event = {fuel}\n"))
-                .unwrap_err()
-                .to_string();
+            let err = Config::from_toml(&format!("[plugins]\nfuel_per_event = {fuel}\n")).unwrap_err().to_string();
             assert!(err.contains("plugins.fuel_per_event"), "{err}");
         }
         let config = Config::from_toml(&format!("[plugins]\nfuel_per_event = {MIN_FUEL_PER_EVENT}\n")).unwrap();
@@ -467,9 +449,7 @@ mod tests {
 
     #[test]
     fn cross_field_rules_are_checked() {
-        let err = Config::from_toml("[kafka]\nsession_timeout_ms = 500\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[kafka]\nsession_timeout_ms = 500\n").unwrap_err().to_string();
         assert!(err.contains("kafka.heartbeat_interval_ms"), "{err}");
     }
 }

@@ -33,32 +33,135 @@ pub struct DemoRecord {
 impl DemoRecord {
     /// The line format of `samples.jsonl`: `{"key", "headers", "value"}`.
     pub fn to_json_line(&self) -> String {
-        let headers: serde_json::Map<String, Value> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
+        let headers: serde_json::Map<String, Value> =
+            self.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         json!({"key": self.key, "headers": headers, "value": self.value}).to_string()
     }
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Zoë", "Kenji", "José", "François", "Søren", "Chloé", "Björn", "Ana", "Mia", "Liam", "Noah",
-    "Amélie", "Jürgen", "Inés", "Mateo", "Olivia", "Ravi", "Aiko", "Łucja", "Tomás", "Emma",
-    "Lucas", "Hana", "Omar", "Leila", "Mateusz", "Sofía", "Hugo", "Nora", "Elif", "Priya",
-    "Yusuf", "Astrid", "Dmitri", "Ingrid", "Kofi", "Mei", "Pablo", "Rania", "Sven", "Tariq",
-    "Ursula", "Viktor", "Wanda", "Xiomara", "Yara", "Zeynep", "Agnès", "Benoît", "Céline",
-    "Dário", "Élodie", "Fátima", "Gaël", "Håkon", "Irène", "Joël", "Kåre", "Léa", "Miloš",
+    "Zoë",
+    "Kenji",
+    "José",
+    "François",
+    "Søren",
+    "Chloé",
+    "Björn",
+    "Ana",
+    "Mia",
+    "Liam",
+    "Noah",
+    "Amélie",
+    "Jürgen",
+    "Inés",
+    "Mateo",
+    "Olivia",
+    "Ravi",
+    "Aiko",
+    "Łucja",
+    "Tomás",
+    "Emma",
+    "Lucas",
+    "Hana",
+    "Omar",
+    "Leila",
+    "Mateusz",
+    "Sofía",
+    "Hugo",
+    "Nora",
+    "Elif",
+    "Priya",
+    "Yusuf",
+    "Astrid",
+    "Dmitri",
+    "Ingrid",
+    "Kofi",
+    "Mei",
+    "Pablo",
+    "Rania",
+    "Sven",
+    "Tariq",
+    "Ursula",
+    "Viktor",
+    "Wanda",
+    "Xiomara",
+    "Yara",
+    "Zeynep",
+    "Agnès",
+    "Benoît",
+    "Céline",
+    "Dário",
+    "Élodie",
+    "Fátima",
+    "Gaël",
+    "Håkon",
+    "Irène",
+    "Joël",
+    "Kåre",
+    "Léa",
+    "Miloš",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Müller", "Watanabe", "Álvarez", "Dubois", "Kierkegaard", "Lefèvre", "Borg", "Nowak",
-    "Schmidt", "García", "O'Brien", "Rossi", "Novák", "Jansen", "Sørensen", "Żak", "Smith", "Núñez",
-    "Tanaka", "Kowalski", "Fernández", "Moreau", "Eriksson", "Papadopoulos", "Yilmaz", "Ivanov",
-    "Costa", "Haddad", "Okafor", "Nakamura", "Lindqvist", "Horváth", "Petrović", "Baptiste",
-    "Castillo", "Dąbrowski", "Engström", "Fontaine", "Gonçalves", "Hernández", "Ibáñez",
-    "Jørgensen", "Kahraman", "Lambert", "Martín", "Nieminen", "Olsen", "Pérez", "Quintero",
-    "Ramírez", "Šimek", "Thorsen", "Uzun", "Vasquez", "Wójcik", "Xu", "Yamamoto", "Zöller",
-    "Achterberg", "Brännström",
+    "Müller",
+    "Watanabe",
+    "Álvarez",
+    "Dubois",
+    "Kierkegaard",
+    "Lefèvre",
+    "Borg",
+    "Nowak",
+    "Schmidt",
+    "García",
+    "O'Brien",
+    "Rossi",
+    "Novák",
+    "Jansen",
+    "Sørensen",
+    "Żak",
+    "Smith",
+    "Núñez",
+    "Tanaka",
+    "Kowalski",
+    "Fernández",
+    "Moreau",
+    "Eriksson",
+    "Papadopoulos",
+    "Yilmaz",
+    "Ivanov",
+    "Costa",
+    "Haddad",
+    "Okafor",
+    "Nakamura",
+    "Lindqvist",
+    "Horváth",
+    "Petrović",
+    "Baptiste",
+    "Castillo",
+    "Dąbrowski",
+    "Engström",
+    "Fontaine",
+    "Gonçalves",
+    "Hernández",
+    "Ibáñez",
+    "Jørgensen",
+    "Kahraman",
+    "Lambert",
+    "Martín",
+    "Nieminen",
+    "Olsen",
+    "Pérez",
+    "Quintero",
+    "Ramírez",
+    "Šimek",
+    "Thorsen",
+    "Uzun",
+    "Vasquez",
+    "Wójcik",
+    "Xu",
+    "Yamamoto",
+    "Zöller",
+    "Achterberg",
+    "Brännström",
 ];
 const PRODUCTS: &[(&str, &str, &str)] = &[
     ("sku-espresso-250", "Espresso Beans 250g", "8.90"),
@@ -79,12 +182,7 @@ const PRODUCTS: &[(&str, &str, &str)] = &[
     ("sku-cleaning-tabs", "Cleaning Tablets", "7.49"),
 ];
 const CARRIERS: &[&str] = &["DHL", "UPS", "Yamato", "DPD", "PostNL"];
-const REASONS: &[&str] = &[
-    "customer changed their mind",
-    "payment declined",
-    "out of stock",
-    "duplicate order",
-];
+const REASONS: &[&str] = &["customer changed their mind", "payment declined", "out of stock", "duplicate order"];
 const FOREIGN_TYPES: &[&str] = &["LoyaltyPointsGranted", "PaymentAuthorized", "InvoiceIssued"];
 
 /// Generates the events of `orders` orders, deterministically from `seed`, in publish order.
@@ -176,19 +274,11 @@ pub fn generate(orders: usize, seed: u64) -> Vec<DemoRecord> {
         match (committed, rng.gen_range(0..10)) {
             (true, 0..=5) => {
                 at += rng.gen_range(3_600_000..172_800_000);
-                events.push((
-                    at,
-                    "OrderShipped",
-                    shipped(&mut rng, &mut next_id, &order_id, at),
-                ));
+                events.push((at, "OrderShipped", shipped(&mut rng, &mut next_id, &order_id, at)));
             }
             (true, 6) | (false, 0..=3) => {
                 at += rng.gen_range(60_000..7_200_000);
-                events.push((
-                    at,
-                    "OrderCancelled",
-                    cancelled(&mut rng, &mut next_id, &order_id, at),
-                ));
+                events.push((at, "OrderCancelled", cancelled(&mut rng, &mut next_id, &order_id, at)));
             }
             _ => {}
         }
@@ -205,22 +295,12 @@ pub fn generate(orders: usize, seed: u64) -> Vec<DemoRecord> {
         }
         for (at, kind, mut value) in events {
             let headers = if with_header {
-                vec![(
-                    "__TypeId__".to_string(),
-                    format!("com.example.orders.events.{kind}"),
-                )]
+                vec![("__TypeId__".to_string(), format!("com.example.orders.events.{kind}"))]
             } else {
-                value
-                    .as_object_mut()
-                    .expect("an object")
-                    .insert("type".into(), Value::String(kind.into()));
+                value.as_object_mut().expect("an object").insert("type".into(), Value::String(kind.into()));
                 Vec::new()
             };
-            let record = DemoRecord {
-                key: order_id.clone(),
-                headers,
-                value,
-            };
+            let record = DemoRecord { key: order_id.clone(), headers, value };
             // At-least-once delivery: about 3% of events arrive twice.
             let copies = if rng.gen_bool(0.03) { 2 } else { 1 };
             for _ in 0..copies {
@@ -244,8 +324,7 @@ fn money_total(lines: &[(&str, &str, i64, Value)]) -> String {
         .map(|(_, _, qty, price)| {
             let text = price.to_string();
             let (units, fraction) = text.split_once('.').unwrap_or((&text, "00"));
-            qty * (units.parse::<i64>().unwrap() * 100
-                + format!("{fraction:0<2}")[..2].parse::<i64>().unwrap())
+            qty * (units.parse::<i64>().unwrap() * 100 + format!("{fraction:0<2}")[..2].parse::<i64>().unwrap())
         })
         .sum();
     format!("{}.{:02}", cents / 100, cents % 100)
@@ -256,33 +335,20 @@ fn iso(ms: i64) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-fn shipped(
-    rng: &mut StdRng,
-    next_id: &mut impl FnMut() -> String,
-    order_id: &str,
-    at: i64,
-) -> Value {
+fn shipped(rng: &mut StdRng, next_id: &mut impl FnMut() -> String, order_id: &str, at: i64) -> Value {
     let carrier = CARRIERS[rng.gen_range(0..CARRIERS.len())];
     json!({"eventId": next_id(), "orderId": order_id, "carrier": carrier,
            "trackingNumber": format!("{}{:010}", &carrier[..2].to_uppercase(), rng.gen_range(0..10_000_000_000u64)),
            "shippedAt": iso(at)})
 }
 
-fn cancelled(
-    rng: &mut StdRng,
-    next_id: &mut impl FnMut() -> String,
-    order_id: &str,
-    at: i64,
-) -> Value {
+fn cancelled(rng: &mut StdRng, next_id: &mut impl FnMut() -> String, order_id: &str, at: i64) -> Value {
     json!({"eventId": next_id(), "orderId": order_id,
            "reason": REASONS[rng.gen_range(0..REASONS.len())], "cancelledAt": iso(at)})
 }
 
 /// Publishes records in order and returns the last offset written per partition.
-pub async fn publish(
-    config: &KafkaConfig,
-    records: &[DemoRecord],
-) -> anyhow::Result<BTreeMap<i32, i64>> {
+pub async fn publish(config: &KafkaConfig, records: &[DemoRecord]) -> anyhow::Result<BTreeMap<i32, i64>> {
     let producer: FutureProducer = client_config(config)
         .set("linger.ms", "5")
         .set("acks", "all")
@@ -297,17 +363,10 @@ pub async fn publish(
         let payload = record.value.to_string();
         let mut headers = OwnedHeaders::new();
         for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
+            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
         }
-        let future = producer.send_result(
-            FutureRecord::to(&config.topic)
-                .key(&record.key)
-                .payload(&payload)
-                .headers(headers),
-        );
+        let future =
+            producer.send_result(FutureRecord::to(&config.topic).key(&record.key).payload(&payload).headers(headers));
         let future = future.map_err(|(e, _)| anyhow::anyhow!("cannot enqueue a record: {e}"))?;
         pending.push_back(future);
         if pending.len() >= 10_000 {
@@ -321,10 +380,7 @@ pub async fn publish(
     Ok(last)
 }
 
-async fn settle(
-    future: rdkafka::producer::DeliveryFuture,
-    last: &mut BTreeMap<i32, i64>,
-) -> anyhow::Result<()> {
+async fn settle(future: rdkafka::producer::DeliveryFuture, last: &mut BTreeMap<i32, i64>) -> anyhow::Result<()> {
     match future.await {
         Ok(Ok(delivery)) => {
             let entry = last.entry(delivery.partition).or_insert(delivery.offset);
@@ -337,11 +393,7 @@ async fn settle(
 }
 
 /// Creates a topic (no error when it exists).
-pub async fn create_topic(
-    config: &KafkaConfig,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<()> {
+pub async fn create_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<_> = client_config(config).create()?;
     let results = admin
@@ -377,27 +429,13 @@ mod tests {
         };
         let count = |name: &str| a.iter().filter(|r| kind(r) == name).count();
         assert!(count("OrderPlaced") > 200 && count("OrderCreated") > 1_500);
-        assert!(
-            count("OrderSubmitted") > 0 && count("OrderShipped") > 0 && count("OrderCancelled") > 0
-        );
-        assert!(
-            count("ItemAdded") > 0
-                && count("LoyaltyPointsGranted") + count("PaymentAuthorized") > 0
-        );
+        assert!(count("OrderSubmitted") > 0 && count("OrderShipped") > 0 && count("OrderCancelled") > 0);
+        assert!(count("ItemAdded") > 0 && count("LoyaltyPointsGranted") + count("PaymentAuthorized") > 0);
         let mut ids = std::collections::HashSet::new();
-        let duplicates = a
-            .iter()
-            .filter(|r| !ids.insert(r.value["eventId"].to_string()))
-            .count();
+        let duplicates = a.iter().filter(|r| !ids.insert(r.value["eventId"].to_string())).count();
         assert!(duplicates > 50, "{duplicates} duplicates");
         assert!(a.iter().any(|r| r.headers.is_empty()) && a.iter().any(|r| !r.headers.is_empty()));
-        assert_eq!(
-            money_total(&[
-                ("a", "b", 3, decimal("4.99")),
-                ("c", "d", 1, decimal("8.9"))
-            ]),
-            "23.87"
-        );
+        assert_eq!(money_total(&[("a", "b", 3, decimal("4.99")), ("c", "d", 1, decimal("8.9"))]), "23.87");
         assert_eq!(decimal("8.90").to_string(), "8.90");
     }
 
@@ -406,16 +444,10 @@ mod tests {
         let records = generate(500, 3);
         let mut seen: std::collections::HashMap<&str, Vec<&str>> = Default::default();
         for r in &records {
-            let at = [
-                "createdAt",
-                "occurredAt",
-                "submittedAt",
-                "shippedAt",
-                "cancelledAt",
-            ]
-            .iter()
-            .find_map(|f| r.value[*f].as_str())
-            .unwrap();
+            let at = ["createdAt", "occurredAt", "submittedAt", "shippedAt", "cancelledAt"]
+                .iter()
+                .find_map(|f| r.value[*f].as_str())
+                .unwrap();
             let times = seen.entry(&r.key).or_default();
             if let Some(previous) = times.last() {
                 assert!(*previous <= at, "{} went back in time", r.key);

@@ -81,7 +81,9 @@ pub fn run(plugin: &Plugin, events: &[Event]) -> anyhow::Result<Outcome> {
                 Err(message) => json!({"at": at, "error": message}),
                 Ok(operations) => match changes.apply(spec, &operations) {
                     Ok(()) => json!({"at": at, "operations": operations}),
-                    Err(message) => json!({"at": at, "operations": operations, "error": format!("invalid operations: {message}")}),
+                    Err(message) => {
+                        json!({"at": at, "operations": operations, "error": format!("invalid operations: {message}")})
+                    }
                 },
             };
             errors += usize::from(answer.get("error").is_some());

@@ -319,8 +319,7 @@ async fn wait(config: &Config, timeout: Duration) -> anyhow::Result<()> {
         if let Some((failed, _)) = all.iter().find(|(d, _)| d.status == Status::Failed) {
             anyhow::bail!("projection {} failed: {}", failed.name, failed.last_error.clone().unwrap_or_default());
         }
-        let running: Vec<&(Deployment, Progress)> =
-            all.iter().filter(|(d, _)| d.status.runs() && !d.paused).collect();
+        let running: Vec<&(Deployment, Progress)> = all.iter().filter(|(d, _)| d.status.runs() && !d.paused).collect();
         let applied: i64 = running.iter().map(|(_, p)| p.applied).sum();
         let lag: i64 = running.iter().map(|(_, p)| p.lag).sum();
         let building = running.iter().any(|(d, _)| d.status == Status::Building);

@@ -4,9 +4,7 @@
 //! shared state (PostgreSQL offsets, Kafka watermarks, the registry), so every instance reports
 //! the same values for them.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::progress::Progress;
 use crate::registry::{Deployment, Status};
@@ -43,7 +41,8 @@ impl Metrics {
         )
         .expect("valid metric");
         let plugin_seconds = HistogramVec::new(
-            HistogramOpts::new("plugin_call_seconds", "Time of one plugin call, instantiation included.").buckets(buckets),
+            HistogramOpts::new("plugin_call_seconds", "Time of one plugin call, instantiation included.")
+                .buckets(buckets),
             &["projection"],
         )
         .expect("valid metric");
@@ -123,15 +122,11 @@ impl Metrics {
     pub fn observe_deployment(&self, d: &Deployment, progress: &Progress) {
         let (version, build) = (d.version.to_string(), d.build.to_string());
         for (partition, position) in &progress.partitions {
-            self.lag
-                .with_label_values(&[&d.name, &version, &build, &partition.to_string()])
-                .set(position.lag);
+            self.lag.with_label_values(&[&d.name, &version, &build, &partition.to_string()]).set(position.lag);
         }
         let current = if d.paused && d.status != Status::Failed { "paused" } else { status_label(d.status) };
         for state in STATES {
-            self.state
-                .with_label_values(&[&d.name, &version, &build, state])
-                .set(i64::from(state == current));
+            self.state.with_label_values(&[&d.name, &version, &build, state]).set(i64::from(state == current));
         }
     }
 

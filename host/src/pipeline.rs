@@ -25,13 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
+use crate::progress::Watermarks;
+use crate::registry::{Deployment, Poison, Registry};
 use crate::runtime::types::{Event, Header};
 use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
-use crate::registry::{Deployment, Poison, Registry};
 use crate::sink::postgres::letters::{Build, Letter, Reason};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
 use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
-use crate::progress::Watermarks;
 use crate::source::stall::{Observation, StallDetector, Verdict};
 
 /// Live counters of one running projection, shared with whoever reports on it.
@@ -77,24 +77,13 @@ enum Failure {
     /// refused what it made of it: the same event fails again the same way, so it is poison
     /// (see [`Poison`]).
     #[error("event at partition {partition} offset {offset}: {message}")]
-    Event {
-        partition: i32,
-        offset: i64,
-        message: String,
-    },
+    Event { partition: i32, offset: i64, message: String },
     /// A partition's stored offset is not in the log any more, and the policy is to halt.
     #[error("partition {partition} offset {offset}: {message}")]
-    Jump {
-        partition: i32,
-        offset: i64,
-        message: String,
-    },
+    Jump { partition: i32, offset: i64, message: String },
     /// A plugin call failed as a whole (trap, deadline, memory cap).
     #[error("events at {range}: {error}")]
-    Call {
-        range: String,
-        error: crate::runtime::CallError,
-    },
+    Call { range: String, error: crate::runtime::CallError },
     /// The database refused the batch for a reason retrying cannot fix.
     #[error("applying the batch failed: {0}")]
     Sink(SinkError),
@@ -147,22 +136,17 @@ impl Projector {
     /// Starts the projection on its own thread.
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         let name = format!("proj-{}-{}", self.deployment.name, self.deployment.id);
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || self.run())
+        std::thread::Builder::new().name(name).spawn(move || self.run())
     }
 
     /// A consumer in the deployment's group whose assignments start at the stored offsets.
     fn consumer(&self, writer: &BatchWriter) -> rdkafka::error::KafkaResult<ProjectionConsumer> {
         let loader = {
             let (writer, handle) = (writer.clone(), self.handle.clone());
-            Box::new(move || {
-                handle
-                    .block_on(writer.offsets())
-                    .map_err(anyhow::Error::from)
-            })
+            Box::new(move || handle.block_on(writer.offsets()).map_err(anyhow::Error::from))
         };
-        let context = SeedingContext::new(&self.kafka.topic, &self.deployment.consumer_group, loader, self.cancel.clone());
+        let context =
+            SeedingContext::new(&self.kafka.topic, &self.deployment.consumer_group, loader, self.cancel.clone());
         kafka::subscribe(&self.kafka, &self.deployment.consumer_group, context)
     }
 
@@ -295,11 +279,7 @@ impl Worker<'_> {
                 batch.clear();
                 bytes = 0;
                 first_at = None;
-                self.accepted = context
-                    .assigned()
-                    .into_iter()
-                    .map(|(p, next)| (p, next.unwrap_or(i64::MIN)))
-                    .collect();
+                self.accepted = context.assigned().into_iter().map(|(p, next)| (p, next.unwrap_or(i64::MIN))).collect();
                 if let Err(failure) = self.check_offsets() {
                     self.halted = Some(failure);
                     return Vec::new();
@@ -413,7 +393,8 @@ impl Worker<'_> {
             };
             projector.metrics.error(name, "offset_jump");
             projector.status.offset_jumps.fetch_add(1, Ordering::Relaxed);
-            *projector.status.last_offset_jump.lock().expect("not poisoned") = Some(format!("partition {partition}: {found}"));
+            *projector.status.last_offset_jump.lock().expect("not poisoned") =
+                Some(format!("partition {partition}: {found}"));
             if projector.kafka.on_offset_jump == OffsetJump::Halt {
                 return Err(Failure::Jump {
                     partition,
@@ -429,7 +410,9 @@ impl Worker<'_> {
                 self.consumer.context().committed(&[(partition, low)]);
                 self.accepted.insert(partition, low);
                 let topic = &projector.kafka.topic;
-                if let Err(e) = self.consumer.seek(topic, partition, rdkafka::Offset::Offset(low), Duration::from_secs(10)) {
+                if let Err(e) =
+                    self.consumer.seek(topic, partition, rdkafka::Offset::Offset(low), Duration::from_secs(10))
+                {
                     tracing::warn!(projection = %name, partition, error = %e, "Could not move to the log start; replacing the consumer.");
                     self.replace_consumer();
                     return Ok(());
@@ -509,7 +492,9 @@ impl Worker<'_> {
                 // Closing may wait on a coordinator that does not answer: not on this thread.
                 match std::thread::Builder::new().name(format!("close-{}", d.id)).spawn(move || drop(old)) {
                     Ok(thread) => self.closing = Some(thread),
-                    Err(e) => tracing::error!(projection = %d.name, error = %e, "Cannot start a thread to close the old consumer; it was closed here."),
+                    Err(e) => {
+                        tracing::error!(projection = %d.name, error = %e, "Cannot start a thread to close the old consumer; it was closed here.")
+                    }
                 }
                 self.generation = self.consumer.context().generation();
                 self.accepted.clear();
@@ -618,7 +603,8 @@ impl Worker<'_> {
     /// policy, or skipped by an operator), or `None` to halt there.
     fn disposal(&self, partition: i32, offset: i64) -> Result<Option<Reason>, Failure> {
         let projector = self.projector;
-        let policy = self.retry("read the poison policy", || projector.registry.poison_policy(projector.deployment.id))?;
+        let policy =
+            self.retry("read the poison policy", || projector.registry.poison_policy(projector.deployment.id))?;
         if policy == Poison::DeadLetter {
             return Ok(Some(Reason::DeadLetter));
         }
@@ -652,13 +638,8 @@ impl Worker<'_> {
             return None;
         }
         self.redrive_checked = Instant::now();
-        let held: Vec<i32> = self
-            .consumer
-            .context()
-            .assigned()
-            .into_iter()
-            .filter_map(|(p, stored)| stored.map(|_| p))
-            .collect();
+        let held: Vec<i32> =
+            self.consumer.context().assigned().into_iter().filter_map(|(p, stored)| stored.map(|_| p)).collect();
         if held.is_empty() {
             return None;
         }
@@ -771,7 +752,9 @@ impl Worker<'_> {
                 }
                 // Past the wall-clock deadline but not out of fuel: the machine may be loaded;
                 // the same call later, with backoff, before giving up.
-                Err((_, Failure::Call { error: error @ CallError::Timeout(_), range })) if timeouts < TIMEOUT_RETRIES => {
+                Err((_, Failure::Call { error: error @ CallError::Timeout(_), range }))
+                    if timeouts < TIMEOUT_RETRIES =>
+                {
                     timeouts += 1;
                     let pause = Duration::from_secs(1 << timeouts);
                     tracing::warn!(projection = %self.projector.deployment.name, events = %range, error = %error, retry_in = ?pause, "Plugin call past its wall-clock deadline (not out of fuel); trying it again.");
@@ -788,17 +771,11 @@ impl Worker<'_> {
         let spec = plugin.spec();
         let keys: Vec<String> = events
             .iter()
-            .filter_map(|e| {
-                e.key
-                    .as_deref()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-            })
+            .filter_map(|e| e.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let prefetched = self
-            .retry("load state", || self.writer.load_state(&keys))
-            .map_err(|f| (0, f))?;
+        let prefetched = self.retry("load state", || self.writer.load_state(&keys)).map_err(|f| (0, f))?;
         let loader = {
             let (writer, handle) = (self.writer.clone(), projector.handle.clone());
             Box::new(move |key: &str| {
@@ -822,29 +799,16 @@ impl Worker<'_> {
             let outcome = plugin.handle(chunk, state);
             let seconds = call_started.elapsed().as_secs_f64();
             projector.metrics.plugin_call(&projector.deployment.name, seconds);
-            let (results, after) = outcome.map_err(|error| {
-                (
-                    first,
-                    Failure::Call {
-                        range: describe_range(chunk),
-                        error,
-                    },
-                )
-            })?;
+            let (results, after) =
+                outcome.map_err(|error| (first, Failure::Call { range: describe_range(chunk), error }))?;
             state = after;
             for (index, (event, result)) in chunk.iter().zip(results).enumerate() {
                 let pinned = |message: String| {
-                    let failure = Failure::Event {
-                        partition: event.partition,
-                        offset: event.offset,
-                        message,
-                    };
+                    let failure = Failure::Event { partition: event.partition, offset: event.offset, message };
                     (first + index, failure)
                 };
                 let operations = result.map_err(pinned)?;
-                changes
-                    .apply(spec, &operations)
-                    .map_err(|m| pinned(format!("invalid operations: {m}")))?;
+                changes.apply(spec, &operations).map_err(|m| pinned(format!("invalid operations: {m}")))?;
             }
         }
         Ok((changes, state))
@@ -864,8 +828,7 @@ impl Worker<'_> {
         let projector = self.projector;
         let spec = projector.plugin.spec();
         let progress = self.progress_of(events, source);
-        let committed =
-            self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress, letters))?;
+        let committed = self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress, letters))?;
         if !committed {
             if !self.consumer.context().reseed(&self.consumer) {
                 self.replace_consumer();
@@ -878,14 +841,8 @@ impl Worker<'_> {
         let offsets: Vec<(i32, i64)> = progress.iter().map(|p| (p.partition, p.next)).collect();
         self.consumer.context().committed(&offsets);
         self.commit_to_kafka(&offsets);
-        projector
-            .status
-            .events_applied
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        projector
-            .status
-            .batches_committed
-            .fetch_add(1, Ordering::Relaxed);
+        projector.status.events_applied.fetch_add(events.len() as u64, Ordering::Relaxed);
+        projector.status.batches_committed.fetch_add(1, Ordering::Relaxed);
         Ok(events.len())
     }
 
@@ -917,14 +874,12 @@ impl Worker<'_> {
         let assigned = self.consumer.context().assigned();
         let mut progress: BTreeMap<i32, PartitionProgress> = BTreeMap::new();
         for event in events {
-            let entry = progress
-                .entry(event.partition)
-                .or_insert_with(|| PartitionProgress {
-                    partition: event.partition,
-                    expected: assigned.get(&event.partition).copied().flatten(),
-                    next: event.offset + 1,
-                    last_event_ms: None,
-                });
+            let entry = progress.entry(event.partition).or_insert_with(|| PartitionProgress {
+                partition: event.partition,
+                expected: assigned.get(&event.partition).copied().flatten(),
+                next: event.offset + 1,
+                last_event_ms: None,
+            });
             entry.next = entry.next.max(event.offset + 1);
             entry.last_event_ms = event.timestamp_ms.or(entry.last_event_ms);
         }
@@ -935,11 +890,7 @@ impl Worker<'_> {
     fn commit_to_kafka(&self, offsets: &[(i32, i64)]) {
         let mut tpl = TopicPartitionList::new();
         for &(partition, next) in offsets {
-            let _ = tpl.add_partition_offset(
-                &self.projector.kafka.topic,
-                partition,
-                Offset::Offset(next),
-            );
+            let _ = tpl.add_partition_offset(&self.projector.kafka.topic, partition, Offset::Offset(next));
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "Kafka offset commit failed (informational only).");
@@ -1003,12 +954,7 @@ impl Worker<'_> {
         }
     }
 
-    fn wait_for_database(
-        &self,
-        what: &str,
-        error: &str,
-        delay: &mut Duration,
-    ) -> Result<(), Failure> {
+    fn wait_for_database(&self, what: &str, error: &str, delay: &mut Duration) -> Result<(), Failure> {
         self.projector.metrics.error(&self.projector.deployment.name, "database");
         if self.projector.cancel.is_cancelled() {
             return Err(Failure::Cancelled);
@@ -1025,10 +971,7 @@ fn redriven<'e>(events: &'e [Event], source: Source, sha256: &'e str) -> Vec<Let
     if source == Source::Topic {
         return Vec::new();
     }
-    events
-        .iter()
-        .map(|e| Letter::Redriven { partition: e.partition, offset: e.offset, sha256 })
-        .collect()
+    events.iter().map(|e| Letter::Redriven { partition: e.partition, offset: e.offset, sha256 }).collect()
 }
 
 /// How a batch is cut into plugin calls: consecutive ranges of at most `events_per_call`
@@ -1058,11 +1001,7 @@ fn calls<'a>(events: &'a [Event], config: &PipelineConfig) -> impl Iterator<Item
 
 /// What an event weighs when it is handed to a plugin.
 fn event_bytes(event: &Event) -> usize {
-    let headers: usize = event
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-        .sum();
+    let headers: usize = event.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len)).sum();
     event.key.as_ref().map_or(0, Vec::len) + event.value.as_ref().map_or(0, Vec::len) + headers
 }
 
@@ -1073,24 +1012,14 @@ fn describe_range(chunk: &[Event]) -> String {
         range.0 = range.0.min(e.offset);
         range.1 = range.1.max(e.offset);
     }
-    first
-        .iter()
-        .map(|(p, (a, b))| format!("partition {p} offsets {a}..={b}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    first.iter().map(|(p, (a, b))| format!("partition {p} offsets {a}..={b}")).collect::<Vec<_>>().join(", ")
 }
 
 fn to_event(message: &OwnedMessage) -> Event {
     let headers = message
         .headers()
         .map(|headers| {
-            headers
-                .iter()
-                .map(|h| Header {
-                    key: h.key.to_string(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
-                .collect()
+            headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
         })
         .unwrap_or_default();
     Event {
@@ -1112,10 +1041,7 @@ struct Report {
 
 impl Report {
     fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            events: 0,
-        }
+        Self { since: Instant::now(), events: 0 }
     }
 
     fn add(&mut self, projection: &str, events: usize) {

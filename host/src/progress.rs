@@ -84,12 +84,10 @@ pub struct Progress {
 
 /// The stored next offset of each partition of a deployment.
 pub async fn stored_offsets(pool: &PgPool, schema: &str) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
-        "SELECT partition, next_offset FROM {}",
-        qualified(schema, "_offsets")
-    ))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as(&format!("SELECT partition, next_offset FROM {}", qualified(schema, "_offsets")))
+            .fetch_all(pool)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 

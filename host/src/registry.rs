@@ -179,9 +179,7 @@ pub enum RegistryError {
 impl From<sqlx::Error> for RegistryError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
-                RegistryError::Busy(LOCK_TIMEOUT)
-            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => RegistryError::Busy(LOCK_TIMEOUT),
             _ => RegistryError::Database(error),
         }
     }
@@ -258,7 +256,10 @@ impl Registry {
 
     /// When a component was removed through the admin API, if it was (and not deployed again
     /// since): `(name, version, removed_at)`.
-    pub async fn removed(&self, sha256: &str) -> Result<Option<(String, i32, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+    pub async fn removed(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<(String, i32, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
         sqlx::query_as("SELECT name, version, removed_at FROM projector.removed WHERE sha256 = $1")
             .bind(sha256)
             .fetch_optional(&self.pool)
@@ -284,7 +285,6 @@ impl Registry {
         Ok(())
     }
 
-
     /// A component's bytes.
     pub async fn component(&self, sha256: &str) -> Result<Vec<u8>, sqlx::Error> {
         sqlx::query_scalar("SELECT wasm FROM projector.components WHERE sha256 = $1")
@@ -295,11 +295,9 @@ impl Registry {
 
     /// Every deployment, newest first within a name.
     pub async fn all(&self) -> Result<Vec<Deployment>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments ORDER BY name, id DESC"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments ORDER BY name, id DESC"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(deployment).collect()
     }
 
@@ -319,12 +317,11 @@ impl Registry {
 
     /// The deployments of one projection, newest first.
     pub async fn of(&self, name: &str) -> Result<Vec<Deployment>, RegistryError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 ORDER BY id DESC"
-        ))
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 ORDER BY id DESC"))
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?;
         if rows.is_empty() {
             return Err(RegistryError::NotFound(name.into()));
         }
@@ -399,25 +396,22 @@ impl Registry {
     /// serving deployment goes on standby instead (see [`Promotion`]).
     pub async fn promote(&self, id: i64) -> Result<Promotion, RegistryError> {
         let mut tx = self.locked().await?;
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE id = $1 AND status = 'building'"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
+        let Some(row) =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments WHERE id = $1 AND status = 'building'"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
         else {
             return Ok(Promotion::Nothing);
         };
         let promoted = deployment(&row)?;
-        let previous = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND serving"
-        ))
-        .bind(&promoted.name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(deployment)
-        .transpose()?;
+        let previous = sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND serving"))
+            .bind(&promoted.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(deployment)
+            .transpose()?;
         let older = previous.as_ref().is_some_and(|p| (promoted.version, promoted.build) < (p.version, p.build));
         let outcome = if older {
             sqlx::query("UPDATE projector.deployments SET status = 'standby', last_error = NULL WHERE id = $1")
@@ -463,16 +457,14 @@ impl Registry {
     pub async fn hot_swap(&self, spec: &Spec, component: Component<'_>) -> Result<Deployment, RegistryError> {
         let sha256 = component.sha256;
         let mut tx = self.locked().await?;
-        let live = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND serving"
-        ))
-        .bind(spec.name())
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(deployment)
-        .transpose()?
-        .ok_or_else(|| RegistryError::NotFound(spec.name().into()))?;
+        let live = sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments WHERE name = $1 AND serving"))
+            .bind(spec.name())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(deployment)
+            .transpose()?
+            .ok_or_else(|| RegistryError::NotFound(spec.name().into()))?;
         if live.spec.collections != spec.raw().collections {
             return Err(RegistryError::Conflict(format!(
                 "the component declares other collections or fields than live {} v{}; a hot swap keeps the storage, so upload it as a new version instead",
@@ -585,12 +577,7 @@ impl Registry {
     }
 
     /// Records that a deployment stopped on an error. One that was serving goes on serving.
-    pub async fn fail(
-        &self,
-        id: i64,
-        error: &str,
-        at: Option<(i32, i64)>,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn fail(&self, id: i64, error: &str, at: Option<(i32, i64)>) -> Result<(), sqlx::Error> {
         let mut tx = self.locked().await?;
         sqlx::query(
             "UPDATE projector.deployments SET status = 'failed', last_error = $2, error_partition = $3, \
@@ -610,27 +597,26 @@ impl Registry {
     /// for the caller to delete from Kafka.
     pub async fn remove(&self, name: &str) -> Result<Vec<String>, RegistryError> {
         let mut tx = self.locked().await?;
-        let deployments: Vec<Deployment> = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projector.deployments WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(deployment)
-        .collect::<Result<_, _>>()?;
+        let deployments: Vec<Deployment> =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM projector.deployments WHERE name = $1"))
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(deployment)
+                .collect::<Result<_, _>>()?;
         if deployments.is_empty() {
             return Err(RegistryError::NotFound(name.into()));
         }
         if let Some(live) = deployments.iter().find(|d| d.serving) {
-            for statement in ddl::drop_views(&Spec::new(live.spec.clone()).map_err(|e| RegistryError::Conflict(e.to_string()))?) {
+            for statement in
+                ddl::drop_views(&Spec::new(live.spec.clone()).map_err(|e| RegistryError::Conflict(e.to_string()))?)
+            {
                 sqlx::query(&statement).execute(&mut *tx).await.map_err(dependents)?;
             }
         }
         for d in &deployments {
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema)))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema))).execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM projector.deployments WHERE name = $1").bind(name).execute(&mut *tx).await?;
         for d in &deployments {
@@ -690,9 +676,7 @@ impl Registry {
                 "deployment {id} of {name} is serving; roll back first, or remove the whole projection"
             )));
         }
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema)))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ddl::ident(&d.schema))).execute(&mut *tx).await?;
         tombstone(&mut tx, &d).await?;
         sqlx::query("DELETE FROM projector.deployments WHERE id = $1").bind(id).execute(&mut *tx).await?;
         Self::notify(&mut tx, name).await?;
@@ -745,9 +729,9 @@ async fn swap(
         "UPDATE projector.deployments SET status = 'live', serving = true, activated_at = now(), last_error = NULL \
          WHERE id = $1",
     )
-        .bind(next.id)
-        .execute(&mut **tx)
-        .await?;
+    .bind(next.id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -773,10 +757,7 @@ fn dependents(error: sqlx::Error) -> RegistryError {
     }
 }
 
-async fn check_collections_free(
-    tx: &mut Transaction<'static, Postgres>,
-    spec: &Spec,
-) -> Result<(), RegistryError> {
+async fn check_collections_free(tx: &mut Transaction<'static, Postgres>, spec: &Spec) -> Result<(), RegistryError> {
     let rows = sqlx::query(
         "SELECT DISTINCT d.name, c.value->>'name' FROM projector.deployments d \
          CROSS JOIN LATERAL jsonb_array_elements(d.spec->'collections') AS c WHERE d.name <> $1",

@@ -8,9 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::runtime::types::{
-    Collection, Computed, Field, FieldType, ProjectionSpec, ScalarType, Sink,
-};
+use crate::runtime::types::{Collection, Computed, Field, FieldType, ProjectionSpec, ScalarType, Sink};
 
 /// A declaration that cannot be used, naming the part at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,9 +50,7 @@ impl Spec {
             return Err(SpecError("version must be at least 1".into()));
         }
         if raw.collections.is_empty() {
-            return Err(SpecError(
-                "a projection declares at least one collection".into(),
-            ));
+            return Err(SpecError("a projection declares at least one collection".into()));
         }
         check_size(&raw)?;
         let mut collections = Vec::new();
@@ -62,18 +58,11 @@ impl Spec {
         for (index, collection) in raw.collections.iter().enumerate() {
             let info = check_collection(index, collection)?;
             if by_name.insert(collection.name.clone(), index).is_some() {
-                return Err(SpecError(format!(
-                    "collection `{}` is declared twice",
-                    collection.name
-                )));
+                return Err(SpecError(format!("collection `{}` is declared twice", collection.name)));
             }
             collections.push(info);
         }
-        Ok(Self {
-            raw,
-            collections,
-            by_name,
-        })
+        Ok(Self { raw, collections, by_name })
     }
 
     /// The declaration as the plugin returned it.
@@ -104,11 +93,7 @@ impl Spec {
 
     /// The PostgreSQL schema holding this version's tables, e.g. `proj_order_summaries_v1`.
     pub fn schema_name(&self) -> String {
-        format!(
-            "proj_{}_v{}",
-            self.raw.name.replace('-', "_"),
-            self.raw.version
-        )
+        format!("proj_{}_v{}", self.raw.name.replace('-', "_"), self.raw.version)
     }
 
     /// The consumer group of this version.
@@ -129,9 +114,7 @@ fn check_projection_name(name: &str) -> Result<(), SpecError> {
         && name.len() <= MAX_NAME
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -146,23 +129,17 @@ pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME + 8
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Bounds what a declaration may hold: it is stored in the registry and read on every start.
 fn check_size(raw: &ProjectionSpec) -> Result<(), SpecError> {
     let too_long = |what: String, text: &str| {
-        (text.len() > MAX_DESCRIPTION).then(|| {
-            SpecError(format!("{what}: the description is {} bytes; at most {MAX_DESCRIPTION}", text.len()))
-        })
+        (text.len() > MAX_DESCRIPTION)
+            .then(|| SpecError(format!("{what}: the description is {} bytes; at most {MAX_DESCRIPTION}", text.len())))
     };
     if raw.collections.len() > MAX_COLLECTIONS {
-        return Err(SpecError(format!(
-            "{} collections declared; at most {MAX_COLLECTIONS}",
-            raw.collections.len()
-        )));
+        return Err(SpecError(format!("{} collections declared; at most {MAX_COLLECTIONS}", raw.collections.len())));
     }
     if let Some(error) = too_long("the projection".into(), &raw.description) {
         return Err(error);
@@ -190,13 +167,12 @@ fn check_size(raw: &ProjectionSpec) -> Result<(), SpecError> {
 fn check_collection(index: usize, collection: &Collection) -> Result<CollectionInfo, SpecError> {
     let at = |message: String| SpecError(format!("collection `{}`: {message}", collection.name));
     if !is_identifier(&collection.name) {
-        return Err(at(
-            "the name must be lowercase ASCII letters, digits and `_`, starting with a letter"
-                .into(),
-        ));
+        return Err(at("the name must be lowercase ASCII letters, digits and `_`, starting with a letter".into()));
     }
     if collection.sink == Sink::Elasticsearch {
-        return Err(at("the elasticsearch sink is not available in this version of the host; declare sink postgres".into()));
+        return Err(at(
+            "the elasticsearch sink is not available in this version of the host; declare sink postgres".into()
+        ));
     }
     if collection.fields.is_empty() {
         return Err(at("declares no fields".into()));
@@ -209,10 +185,7 @@ fn check_collection(index: usize, collection: &Collection) -> Result<CollectionI
                 field.name
             )));
         }
-        if fields_by_name
-            .insert(field.name.clone(), position)
-            .is_some()
-        {
+        if fields_by_name.insert(field.name.clone(), position).is_some() {
             return Err(at(format!("field `{}` is declared twice", field.name)));
         }
     }
@@ -222,17 +195,14 @@ fn check_collection(index: usize, collection: &Collection) -> Result<CollectionI
     let mut primary_key = Vec::new();
     let mut seen = HashSet::new();
     for name in &collection.primary_key {
-        let position = *fields_by_name
-            .get(name)
-            .ok_or_else(|| at(format!("primary key names unknown field `{name}`")))?;
+        let position =
+            *fields_by_name.get(name).ok_or_else(|| at(format!("primary key names unknown field `{name}`")))?;
         if !seen.insert(position) {
             return Err(at(format!("primary key names `{name}` twice")));
         }
         let field = &collection.fields[position];
         if !is_key_type(&field.type_) {
-            return Err(at(format!(
-                "primary key field `{name}` must be text, integer, boolean, date or timestamp"
-            )));
+            return Err(at(format!("primary key field `{name}` must be text, integer, boolean, date or timestamp")));
         }
         if field.computed.is_some() {
             return Err(at(format!("primary key field `{name}` cannot be computed")));
@@ -242,48 +212,27 @@ fn check_collection(index: usize, collection: &Collection) -> Result<CollectionI
     for field in &collection.fields {
         check_field(collection, field, &fields_by_name).map_err(at)?;
     }
-    Ok(CollectionInfo {
-        index,
-        primary_key,
-        fields_by_name,
-    })
+    Ok(CollectionInfo { index, primary_key, fields_by_name })
 }
 
-fn check_field(
-    collection: &Collection,
-    field: &Field,
-    fields_by_name: &HashMap<String, usize>,
-) -> Result<(), String> {
+fn check_field(collection: &Collection, field: &Field, fields_by_name: &HashMap<String, usize>) -> Result<(), String> {
     let name = &field.name;
     if field.sortable && matches!(field.type_, FieldType::Json | FieldType::List(_)) {
-        return Err(format!(
-            "field `{name}`: json and list fields cannot be sortable"
-        ));
+        return Err(format!("field `{name}`: json and list fields cannot be sortable"));
     }
-    if field.searchable
-        && !matches!(
-            field.type_,
-            FieldType::Text | FieldType::List(ScalarType::Text)
-        )
-    {
-        return Err(format!(
-            "field `{name}`: only text and list<text> fields can be searchable"
-        ));
+    if field.searchable && !matches!(field.type_, FieldType::Text | FieldType::List(ScalarType::Text)) {
+        return Err(format!("field `{name}`: only text and list<text> fields can be searchable"));
     }
     if let Some(Computed::Ratio(ratio)) = &field.computed {
         if !matches!(field.type_, FieldType::Decimal | FieldType::Float) {
-            return Err(format!(
-                "field `{name}`: a computed ratio must be decimal or float"
-            ));
+            return Err(format!("field `{name}`: a computed ratio must be decimal or float"));
         }
         if ratio.scale > 30 {
             return Err(format!("field `{name}`: ratio scale must be at most 30"));
         }
         for operand in [&ratio.numerator, &ratio.denominator] {
             let Some(&position) = fields_by_name.get(operand) else {
-                return Err(format!(
-                    "field `{name}`: ratio operand `{operand}` is not a field"
-                ));
+                return Err(format!("field `{name}`: ratio operand `{operand}` is not a field"));
             };
             let other = &collection.fields[position];
             if !is_numeric(&other.type_) || other.computed.is_some() {
@@ -299,20 +248,13 @@ fn check_field(
 fn is_key_type(field_type: &FieldType) -> bool {
     matches!(
         field_type,
-        FieldType::Text
-            | FieldType::Integer
-            | FieldType::Boolean
-            | FieldType::Date
-            | FieldType::Timestamp
+        FieldType::Text | FieldType::Integer | FieldType::Boolean | FieldType::Date | FieldType::Timestamp
     )
 }
 
 /// Whether increments may target a field of this type.
 pub fn is_numeric(field_type: &FieldType) -> bool {
-    matches!(
-        field_type,
-        FieldType::Integer | FieldType::Float | FieldType::Decimal
-    )
+    matches!(field_type, FieldType::Integer | FieldType::Float | FieldType::Decimal)
 }
 
 #[cfg(test)]
@@ -335,11 +277,8 @@ pub(crate) mod tests {
 
     pub fn stats_spec() -> ProjectionSpec {
         let mut average = field("average", FieldType::Decimal);
-        average.computed = Some(Computed::Ratio(Ratio {
-            numerator: "revenue".into(),
-            denominator: "count".into(),
-            scale: 2,
-        }));
+        average.computed =
+            Some(Computed::Ratio(Ratio { numerator: "revenue".into(), denominator: "count".into(), scale: 2 }));
         ProjectionSpec {
             name: "daily-stats".into(),
             version: 3,
@@ -389,7 +328,8 @@ pub(crate) mod tests {
         assert_eq!(wide, "collection `daily`: 257 fields declared; at most 256");
         let long = rejected(|s| s.collections[0].fields[1].description = "x".repeat(4_097));
         assert_eq!(long, "collection `daily`: field `count`: the description is 4097 bytes; at most 4096");
-        assert!(rejected(|s| s.description = "y".repeat(5_000)).starts_with("the projection: the description is 5000 bytes"));
+        assert!(rejected(|s| s.description = "y".repeat(5_000))
+            .starts_with("the projection: the description is 5000 bytes"));
         let mut widest = stats_spec();
         widest.collections[0].fields.extend((0..250).map(|i| field(&format!("f{i}"), FieldType::Text)));
         assert!(Spec::new(widest).is_ok(), "256 fields are allowed");
@@ -399,29 +339,15 @@ pub(crate) mod tests {
     fn bad_declarations_are_rejected_with_the_part_at_fault() {
         assert!(rejected(|s| s.name = "Daily".into()).contains("projection name `Daily`"));
         assert!(rejected(|s| s.version = 0).contains("version"));
-        assert!(rejected(|s| s.collections[0].name = "drop table;".into())
-            .contains("collection `drop table;`"));
-        assert!(
-            rejected(|s| s.collections[0].primary_key = vec!["nope".into()])
-                .contains("unknown field `nope`")
-        );
-        assert!(
-            rejected(|s| s.collections[0].primary_key = vec!["revenue".into()])
-                .contains("must be text, integer")
-        );
-        assert!(
-            rejected(|s| s.collections[0].fields[1].name = "day".into()).contains("declared twice")
-        );
-        assert!(
-            rejected(|s| s.collections[0].fields[4].sortable = true).contains("cannot be sortable")
-        );
+        assert!(rejected(|s| s.collections[0].name = "drop table;".into()).contains("collection `drop table;`"));
+        assert!(rejected(|s| s.collections[0].primary_key = vec!["nope".into()]).contains("unknown field `nope`"));
+        assert!(rejected(|s| s.collections[0].primary_key = vec!["revenue".into()]).contains("must be text, integer"));
+        assert!(rejected(|s| s.collections[0].fields[1].name = "day".into()).contains("declared twice"));
+        assert!(rejected(|s| s.collections[0].fields[4].sortable = true).contains("cannot be sortable"));
         assert!(rejected(|s| s.collections[0].sink = Sink::Elasticsearch).contains("elasticsearch"));
         assert!(rejected(|s| {
-            s.collections[0].fields[3].computed = Some(Computed::Ratio(Ratio {
-                numerator: "by_status".into(),
-                denominator: "count".into(),
-                scale: 2,
-            }))
+            s.collections[0].fields[3].computed =
+                Some(Computed::Ratio(Ratio { numerator: "by_status".into(), denominator: "count".into(), scale: 2 }))
         })
         .contains("operand `by_status`"));
         let twice = rejected(|s| {

@@ -156,11 +156,8 @@ impl Supervisor {
         let deployments = self.shared.registry.all().await?;
         self.publish_catalog(&deployments);
         self.reap();
-        let wanted: HashMap<i64, &Deployment> = deployments
-            .iter()
-            .filter(|d| d.status.runs() && !d.paused)
-            .map(|d| (d.id, d))
-            .collect();
+        let wanted: HashMap<i64, &Deployment> =
+            deployments.iter().filter(|d| d.status.runs() && !d.paused).map(|d| (d.id, d)).collect();
         // Stop what should not run, or runs code that was hot-swapped since.
         let stale: Vec<i64> = self
             .running

@@ -173,15 +173,8 @@ mod tests {
         let mut ctx = Context::new();
         assert_eq!(ctx.state::<Vec<String>>("ord-1").unwrap(), None);
         ctx.set_state("ord-1", &vec!["e-1".to_string()]).unwrap();
-        assert_eq!(
-            ctx.state::<Vec<String>>("ord-1").unwrap(),
-            Some(vec!["e-1".to_string()])
-        );
-        assert!(ctx
-            .state::<u32>("ord-1")
-            .unwrap_err()
-            .message()
-            .contains("corrupt state"));
+        assert_eq!(ctx.state::<Vec<String>>("ord-1").unwrap(), Some(vec!["e-1".to_string()]));
+        assert!(ctx.state::<u32>("ord-1").unwrap_err().message().contains("corrupt state"));
         ctx.remove_state("ord-1");
         assert_eq!(ctx.state::<Vec<String>>("ord-1").unwrap(), None);
     }
@@ -190,25 +183,14 @@ mod tests {
     fn writes_reach_the_store_only_on_commit() {
         let mut ctx = Context::new();
         ctx.set_state("a", &1).unwrap();
-        assert_eq!(
-            ctx.state::<i32>("a").unwrap(),
-            Some(1),
-            "visible to the same event"
-        );
+        assert_eq!(ctx.state::<i32>("a").unwrap(), Some(1), "visible to the same event");
         assert!(ctx.native.state.is_empty());
         ctx.commit();
-        assert_eq!(
-            ctx.native.state.get("a").map(Vec::as_slice),
-            Some(&b"1"[..])
-        );
+        assert_eq!(ctx.native.state.get("a").map(Vec::as_slice), Some(&b"1"[..]));
         ctx.set_state("a", &2).unwrap();
         ctx.remove_state("a");
         ctx.discard();
-        assert_eq!(
-            ctx.state::<i32>("a").unwrap(),
-            Some(1),
-            "a failed event leaves no trace"
-        );
+        assert_eq!(ctx.state::<i32>("a").unwrap(), Some(1), "a failed event leaves no trace");
         ctx.remove_state("a");
         ctx.commit();
         assert!(ctx.native.state.is_empty());
@@ -218,11 +200,7 @@ mod tests {
     fn oversized_state_is_refused() {
         let mut ctx = Context::new();
         let big = "x".repeat(MAX_STATE_BYTES);
-        assert!(ctx
-            .set_state("k", &big)
-            .unwrap_err()
-            .message()
-            .contains("limit"));
+        assert!(ctx.set_state("k", &big).unwrap_err().message().contains("limit"));
         assert_eq!(ctx.state::<String>("k").unwrap(), None);
     }
 

@@ -15,9 +15,7 @@ pub struct Error {
 impl Error {
     /// An error with this message, e.g. `Error::new("field `total`: must not be negative")`.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
+        Self { message: message.into() }
     }
 
     /// An error for a required field the event lacks: "missing field `name`".

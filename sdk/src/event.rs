@@ -49,12 +49,7 @@ impl Event {
     /// The value of the last header named `name` (Kafka's `lastHeader`), `None` when there is
     /// no such header or its value is null.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|h| h.key == name)?
-            .value
-            .as_deref()
+        self.headers.iter().rev().find(|h| h.key == name)?.value.as_deref()
     }
 
     /// The broker timestamp, when the broker has one. Projections should prefer the instants
@@ -89,10 +84,7 @@ impl Event {
     /// [`Decimal`](crate::Decimal) fields are exact. The error names the offending field, e.g.
     /// "field `items[0].unitPrice`: invalid type: string \"x\", expected a Decimal".
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let bytes = self
-            .value
-            .as_deref()
-            .ok_or_else(|| Error::new("the record has no value (tombstone)"))?;
+        let bytes = self.value.as_deref().ok_or_else(|| Error::new("the record has no value (tombstone)"))?;
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer)?;
         deserializer.end()?;
@@ -114,10 +106,7 @@ mod tests {
             value: Some(value.as_bytes().to_vec()),
             headers: headers
                 .iter()
-                .map(|(k, v)| Header {
-                    key: (*k).into(),
-                    value: v.map(|v| v.as_bytes().to_vec()),
-                })
+                .map(|(k, v)| Header { key: (*k).into(), value: v.map(|v| v.as_bytes().to_vec()) })
                 .collect(),
             ..Event::default()
         }
@@ -125,24 +114,15 @@ mod tests {
 
     #[test]
     fn type_from_header_simple_name() {
-        let e = event(
-            &[("__TypeId__", Some("com.example.orders.events.OrderCreated"))],
-            "{}",
-        );
+        let e = event(&[("__TypeId__", Some("com.example.orders.events.OrderCreated"))], "{}");
         assert_eq!(e.event_type(), Some("OrderCreated"));
-        let bare = event(
-            &[("__TypeId__", Some("OrderShipped"))],
-            r#"{"type":"Other"}"#,
-        );
+        let bare = event(&[("__TypeId__", Some("OrderShipped"))], r#"{"type":"Other"}"#);
         assert_eq!(bare.event_type(), Some("OrderShipped"));
     }
 
     #[test]
     fn type_from_value_when_no_header() {
-        let e = event(
-            &[],
-            r#"{"eventId":"e-6","type":"OrderCreated","total":1.5}"#,
-        );
+        let e = event(&[], r#"{"eventId":"e-6","type":"OrderCreated","total":1.5}"#);
         assert_eq!(e.event_type(), Some("OrderCreated"));
         let null_header = event(&[("__TypeId__", None)], r#"{"type":"OrderSubmitted"}"#);
         assert_eq!(null_header.event_type(), Some("OrderSubmitted"));
@@ -153,10 +133,7 @@ mod tests {
         assert_eq!(event(&[], r#"{"eventId":"e"}"#).event_type(), None);
         assert_eq!(event(&[], r#"{"type":42}"#).event_type(), None);
         assert_eq!(event(&[], "not json").event_type(), None);
-        let tombstone = Event {
-            value: None,
-            ..event(&[], "")
-        };
+        let tombstone = Event { value: None, ..event(&[], "") };
         assert_eq!(tombstone.event_type(), None);
     }
 
@@ -187,52 +164,29 @@ mod tests {
 
     #[test]
     fn json_decimals_are_exact() {
-        let e = event(
-            &[],
-            r#"{"total":116.8,"submittedAt":"2026-11-20T09:02:00.000Z"}"#,
-        );
+        let e = event(&[], r#"{"total":116.8,"submittedAt":"2026-11-20T09:02:00.000Z"}"#);
         let s: Submitted = e.json().unwrap();
         assert_eq!(s.total.to_string(), "116.8");
         assert_eq!(money(s.total).to_string(), "116.80");
-        assert_eq!(
-            s.submitted_at,
-            Timestamp::parse("2026-11-20T09:02:00Z").unwrap()
-        );
+        assert_eq!(s.submitted_at, Timestamp::parse("2026-11-20T09:02:00Z").unwrap());
         // A float would turn 0.1 + 0.2 into 0.30000000000000004.
-        let sum: Submitted = event(
-            &[],
-            r#"{"total":0.30000000000000000001,"submittedAt":"2026-11-20T09:02:00Z"}"#,
-        )
-        .json()
-        .unwrap();
+        let sum: Submitted =
+            event(&[], r#"{"total":0.30000000000000000001,"submittedAt":"2026-11-20T09:02:00Z"}"#).json().unwrap();
         assert_eq!(sum.total.to_string(), "0.30000000000000000001");
     }
 
     #[test]
     fn json_errors_name_the_field() {
         let missing = event(&[], r#"{"submittedAt":"2026-11-20T09:02:00Z"}"#).json::<Submitted>();
-        assert!(missing
-            .unwrap_err()
-            .message()
-            .contains("missing field `total`"));
+        assert!(missing.unwrap_err().message().contains("missing field `total`"));
         let bad_time = event(&[], r#"{"total":1,"submittedAt":"soon"}"#).json::<Submitted>();
         let msg = bad_time.unwrap_err().to_string();
-        assert!(
-            msg.starts_with("field `submittedAt`: invalid timestamp `soon`"),
-            "{msg}"
-        );
-        let bad_price = event(
-            &[],
-            r#"{"total":1,"submittedAt":"2026-11-20T09:02:00Z","items":[{"unitPrice":true}]}"#,
-        )
-        .json::<Submitted>();
+        assert!(msg.starts_with("field `submittedAt`: invalid timestamp `soon`"), "{msg}");
+        let bad_price = event(&[], r#"{"total":1,"submittedAt":"2026-11-20T09:02:00Z","items":[{"unitPrice":true}]}"#)
+            .json::<Submitted>();
         let msg = bad_price.unwrap_err().to_string();
         assert!(msg.starts_with("field `items[0].unitPrice`:"), "{msg}");
-        let tombstone = Event {
-            value: None,
-            ..Event::default()
-        }
-        .json::<Submitted>();
+        let tombstone = Event { value: None, ..Event::default() }.json::<Submitted>();
         assert!(tombstone.unwrap_err().message().contains("tombstone"));
     }
 }

@@ -54,14 +54,7 @@ impl From<wit::Event> for Event {
             offset: e.offset,
             key: e.key,
             value: e.value,
-            headers: e
-                .headers
-                .into_iter()
-                .map(|h| Header {
-                    key: h.key,
-                    value: h.value,
-                })
-                .collect(),
+            headers: e.headers.into_iter().map(|h| Header { key: h.key, value: h.value }).collect(),
             timestamp_ms: e.timestamp_ms,
         }
     }
@@ -91,11 +84,7 @@ impl From<ProjectionSpec> for wit::ProjectionSpec {
 
 impl From<Collection> for wit::Collection {
     fn from(c: Collection) -> Self {
-        let fields = c
-            .fields
-            .iter()
-            .map(|field| wit_field(field, c.is_nullable(field)))
-            .collect();
+        let fields = c.fields.iter().map(|field| wit_field(field, c.is_nullable(field))).collect();
         wit::Collection {
             name: c.name,
             fields,
@@ -195,13 +184,7 @@ fn wit_key(key: Key) -> Vec<wit::Value> {
 }
 
 fn wit_fields(fields: Vec<(String, Value)>) -> Vec<wit::FieldValue> {
-    fields
-        .into_iter()
-        .map(|(name, value)| wit::FieldValue {
-            name,
-            value: value.into(),
-        })
-        .collect()
+    fields.into_iter().map(|(name, value)| wit::FieldValue { name, value: value.into() }).collect()
 }
 
 impl From<Operation> for wit::Operation {
@@ -217,10 +200,9 @@ impl From<Operation> for wit::Operation {
                 key: wit_key(i.key),
                 fields: wit_fields(i.fields),
             }),
-            Operation::Delete(d) => wit::Operation::Delete(wit::Delete {
-                collection: d.collection,
-                key: wit_key(d.key),
-            }),
+            Operation::Delete(d) => {
+                wit::Operation::Delete(wit::Delete { collection: d.collection, key: wit_key(d.key) })
+            }
         }
     }
 }
@@ -274,15 +256,8 @@ mod tests {
             .collect();
         let results = handle::<Echo>(events);
         assert_eq!(results.len(), 3);
-        assert_eq!(
-            results[1].as_ref().err().map(String::as_str),
-            Some("missing field `x`")
-        );
-        let Ok(ops) = &results[2] else {
-            panic!("event 2 succeeds")
-        };
-        assert!(
-            matches!(&ops[0], wit::Operation::Upsert(u) if matches!(u.key[0], wit::Value::Integer(2)))
-        );
+        assert_eq!(results[1].as_ref().err().map(String::as_str), Some("missing field `x`"));
+        let Ok(ops) = &results[2] else { panic!("event 2 succeeds") };
+        assert!(matches!(&ops[0], wit::Operation::Upsert(u) if matches!(u.key[0], wit::Value::Integer(2))));
     }
 }

@@ -98,10 +98,7 @@ macro_rules! export_projection {
                 fn handle(
                     events: ::std::vec::Vec<$crate::__private::wit::Event>,
                 ) -> ::std::vec::Vec<
-                    ::std::result::Result<
-                        ::std::vec::Vec<$crate::__private::wit::Operation>,
-                        ::std::string::String,
-                    >,
+                    ::std::result::Result<::std::vec::Vec<$crate::__private::wit::Operation>, ::std::string::String>,
                 > {
                     $crate::__private::handle::<$projection>(events)
                 }

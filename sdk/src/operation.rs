@@ -72,29 +72,18 @@ impl Operation {
     /// Merge fields into the row of `collection` with primary key `key`, creating the row when
     /// absent (its unnamed fields then start null). Add fields with [`Upsert::set`].
     pub fn upsert(collection: impl Into<String>, key: impl Into<Key>) -> Upsert {
-        Upsert {
-            collection: collection.into(),
-            key: key.into(),
-            fields: Vec::new(),
-        }
+        Upsert { collection: collection.into(), key: key.into(), fields: Vec::new() }
     }
 
     /// Add to fields of the row of `collection` with primary key `key`, creating the row when
     /// absent (absent or null fields count as zero). Add amounts with [`Increment::add`].
     pub fn increment(collection: impl Into<String>, key: impl Into<Key>) -> Increment {
-        Increment {
-            collection: collection.into(),
-            key: key.into(),
-            fields: Vec::new(),
-        }
+        Increment { collection: collection.into(), key: key.into(), fields: Vec::new() }
     }
 
     /// Delete the row of `collection` with primary key `key`, if any.
     pub fn delete(collection: impl Into<String>, key: impl Into<Key>) -> Operation {
-        Operation::Delete(Delete {
-            collection: collection.into(),
-            key: key.into(),
-        })
+        Operation::Delete(Delete { collection: collection.into(), key: key.into() })
     }
 
     /// The collection the operation writes.

@@ -104,12 +104,7 @@ impl ProjectionSpec {
     /// A projection named `name` (lowercase letters, digits, `-`), at `version` (a new version
     /// is rebuilt from the start of the topic), with a one-sentence `description`.
     pub fn new(name: impl Into<String>, version: u32, description: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            version,
-            description: description.into(),
-            collections: Vec::new(),
-        }
+        Self { name: name.into(), version, description: description.into(), collections: Vec::new() }
     }
 
     /// Adds a collection.
@@ -148,13 +143,7 @@ impl Collection {
     }
 
     fn new(name: impl Into<String>, description: impl Into<String>, sink: Sink) -> Self {
-        Self {
-            name: name.into(),
-            description: description.into(),
-            sink,
-            fields: Vec::new(),
-            primary_key: Vec::new(),
-        }
+        Self { name: name.into(), description: description.into(), sink, fields: Vec::new(), primary_key: Vec::new() }
     }
 
     /// Adds a field after the ones already declared.
@@ -296,17 +285,8 @@ impl Field {
     /// Makes the host compute the field as `round(numerator / denominator, scale)` (null when
     /// the denominator is zero or null). Operations must not write a computed field.
     #[must_use]
-    pub fn computed_ratio(
-        mut self,
-        numerator: impl Into<String>,
-        denominator: impl Into<String>,
-        scale: u8,
-    ) -> Self {
-        self.computed = Some(Ratio {
-            numerator: numerator.into(),
-            denominator: denominator.into(),
-            scale,
-        });
+    pub fn computed_ratio(mut self, numerator: impl Into<String>, denominator: impl Into<String>, scale: u8) -> Self {
+        self.computed = Some(Ratio { numerator: numerator.into(), denominator: denominator.into(), scale });
         self
     }
 
@@ -343,9 +323,7 @@ mod tests {
             .field(Field::integer("n").required())
             .field(Field::decimal("avg").computed_ratio("total", "n", 2))
             .primary_key(["id"]);
-        let [id, total, n, avg] = c.fields() else {
-            panic!("four fields")
-        };
+        let [id, total, n, avg] = c.fields() else { panic!("four fields") };
         assert!(!c.is_nullable(id));
         assert!(c.is_nullable(total));
         assert!(!c.is_nullable(n));
@@ -354,9 +332,6 @@ mod tests {
         assert_eq!(avg.computed().unwrap().scale, 2);
         assert_eq!(c.key_fields(), ["id".to_string()]);
         let spec = ProjectionSpec::new("p", 3, "d").collection(c);
-        assert_eq!(
-            (spec.name(), spec.version(), spec.collections().len()),
-            ("p", 3, 1)
-        );
+        assert_eq!((spec.name(), spec.version(), spec.collections().len()), ("p", 3, 1));
     }
 }

@@ -41,9 +41,7 @@ impl Timestamp {
     /// Parses an RFC 3339 instant, e.g. `2026-11-22T10:15:30.123Z` or `2026-11-22T11:15:30+01:00`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let parsed = DateTime::parse_from_rfc3339(text).map_err(|e| {
-            Error::new(format!(
-                "invalid timestamp `{text}` ({e}): expected RFC 3339, e.g. 2026-11-22T10:15:30.123Z"
-            ))
+            Error::new(format!("invalid timestamp `{text}` ({e}): expected RFC 3339, e.g. 2026-11-22T10:15:30.123Z"))
         })?;
         Ok(Self(parsed.timestamp_micros()))
     }
@@ -101,9 +99,7 @@ impl Date {
     /// The proleptic Gregorian day `year`-`month`-`day`, if it exists.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Self> {
         let date = NaiveDate::from_ymd_opt(year, month, day)?;
-        Some(Self(
-            date.signed_duration_since(NaiveDate::default()).num_days() as i32,
-        ))
+        Some(Self(date.signed_duration_since(NaiveDate::default()).num_days() as i32))
     }
 
     /// Days since 1970-01-01.
@@ -135,13 +131,7 @@ impl fmt::Display for Date {
     /// `YYYY-MM-DD`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.naive() {
-            Some(date) => write!(
-                f,
-                "{:04}-{:02}-{:02}",
-                date.year(),
-                date.month(),
-                date.day()
-            ),
+            Some(date) => write!(f, "{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
             None => write!(f, "{}d", self.0),
         }
     }
@@ -176,12 +166,7 @@ mod tests {
 
     #[test]
     fn rejects_non_rfc3339() {
-        for bad in [
-            "2026-11-22",
-            "2026-11-22 10:15:30",
-            "yesterday",
-            "2026-11-22T10:15:30",
-        ] {
+        for bad in ["2026-11-22", "2026-11-22 10:15:30", "yesterday", "2026-11-22T10:15:30"] {
             let err = Timestamp::parse(bad).unwrap_err();
             assert!(err.message().contains(bad), "{err}");
         }
@@ -216,14 +201,8 @@ mod tests {
         let t = Timestamp::parse("2026-11-20T09:00:00.000Z").unwrap();
         assert_eq!(t.to_string(), "2026-11-20T09:00:00Z");
         let ms = Timestamp::parse("2026-11-20T23:59:59.999Z").unwrap();
-        assert_eq!(
-            serde_json::to_string(&ms).unwrap(),
-            "\"2026-11-20T23:59:59.999Z\""
-        );
-        assert_eq!(
-            serde_json::from_str::<Timestamp>("\"2026-11-20T23:59:59.999Z\"").unwrap(),
-            ms
-        );
+        assert_eq!(serde_json::to_string(&ms).unwrap(), "\"2026-11-20T23:59:59.999Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>("\"2026-11-20T23:59:59.999Z\"").unwrap(), ms);
         assert_eq!(Timestamp::from_millis(1_000).as_micros(), 1_000_000);
     }
 }

@@ -136,18 +136,12 @@ mod tests {
         assert_eq!(Value::from(at.date()), Value::Date(0));
         let doc = serde_json::json!({"SHIPPED": 1});
         assert_eq!(Value::from(doc), Value::Json(r#"{"SHIPPED":1}"#.into()));
-        assert_eq!(
-            Value::from(vec![Scalar::from("x")]),
-            Value::List(vec![Scalar::Text("x".into())])
-        );
+        assert_eq!(Value::from(vec![Scalar::from("x")]), Value::List(vec![Scalar::Text("x".into())]));
     }
 
     #[test]
     fn json_keeps_exact_digits() {
         let number: serde_json::Value = serde_json::from_str(r#"[8.9, 99.0, 0.10]"#).unwrap();
-        assert_eq!(
-            Value::json(&number).unwrap(),
-            Value::Json("[8.9,99.0,0.10]".into())
-        );
+        assert_eq!(Value::json(&number).unwrap(), Value::Json("[8.9,99.0,0.10]".into()));
     }
 }

@@ -39,15 +39,26 @@ async fn bad_uploads_are_refused_with_their_own_code_and_nothing_is_stored() {
         codes.insert(code.to_string());
     };
     expect(api.send(api.http.post(&url).body(summaries.clone())).await, StatusCode::UNAUTHORIZED, "unauthorized");
-    expect(api.send(api.http.post(&url).bearer_auth(READ_TOKEN).body(summaries.clone())).await, StatusCode::FORBIDDEN, "forbidden");
-    expect(api.upload(b"these are not the bytes you are looking for".to_vec(), "").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_wasm");
+    expect(
+        api.send(api.http.post(&url).bearer_auth(READ_TOKEN).body(summaries.clone())).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    expect(
+        api.upload(b"these are not the bytes you are looking for".to_vec(), "").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "not_wasm",
+    );
     expect(api.upload(b"\0asm\x01\0\0\0".to_vec(), "").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "core_module");
     expect(api.upload(wasm(OTHER_WORLD), "").await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_world");
     expect(api.upload(wasm(INVALID_SPEC), "").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec");
     expect(api.upload(vec![7u8; 2 << 20], "").await, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let wrong = "0".repeat(64);
     expect(
-        api.send(api.http.post(&url).bearer_auth(ADMIN_TOKEN).header("X-Checksum-Sha256", wrong).body(summaries.clone())).await,
+        api.send(
+            api.http.post(&url).bearer_auth(ADMIN_TOKEN).header("X-Checksum-Sha256", wrong).body(summaries.clone()),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "checksum_mismatch",
     );
@@ -76,7 +87,11 @@ async fn a_component_that_does_not_compile_in_time_is_refused() {
     api.ready().await;
     // The Python component takes seconds to compile: far past the limit.
     let (status, body) = api.upload(wasm(PY_ORDER_SUMMARIES), "").await;
-    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("compile_timeout")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("compile_timeout")),
+        "{body}"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM projector.components").await, 0);
     // The compile was stopped, not abandoned to go on in the background: the host uses next to
     // no CPU once it answered.
@@ -170,7 +185,8 @@ async fn a_new_version_swaps_without_a_gap_and_rolls_back() {
     let switched = seen.iter().position(|(_, v2)| *v2).expect("the reader saw version 2");
     assert!(switched > 0, "the reader saw version 1 first");
     assert!(seen[switched..].iter().all(|(_, v2)| *v2), "no flapping back to version 1");
-    let states: Vec<String> = api.deployments("order-summaries").await.iter().map(|d| d["state"].as_str().unwrap().to_string()).collect();
+    let states: Vec<String> =
+        api.deployments("order-summaries").await.iter().map(|d| d["state"].as_str().unwrap().to_string()).collect();
     assert_eq!(states, ["live", "standby"]);
     let model = expected::Model::of(&records);
     let v2_rows = db.json_rows(SUMMARIES_SQL).await;
@@ -256,7 +272,11 @@ async fn two_instances_share_partitions_and_see_uploads_within_seconds() {
     let (status, body) = api_a.upload(wasm(ORDER_SUMMARIES), "").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     while !host_b.log().contains("Worker started") {
-        assert!(uploaded.elapsed() < Duration::from_secs(5), "instance B did not pick up the upload: {}", host_b.log_tail());
+        assert!(
+            uploaded.elapsed() < Duration::from_secs(5),
+            "instance B did not pick up the upload: {}",
+            host_b.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Once B has its share of the partitions, more events arrive: both instances apply some.
@@ -279,14 +299,26 @@ async fn two_instances_share_partitions_and_see_uploads_within_seconds() {
         let text = response.text().await.unwrap();
         let applied: f64 = text
             .lines()
-            .filter(|l| l.starts_with("projector_events_applied_total{") && l.contains("projection=\"order-summaries\""))
+            .filter(|l| {
+                l.starts_with("projector_events_applied_total{") && l.contains("projection=\"order-summaries\"")
+            })
             .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
             .sum();
         assert!(applied > 0.0, "each instance applied some partitions:\n{text}");
-        for metric in ["projector_partition_lag{", "projector_batch_seconds_bucket{", "projector_plugin_call_seconds_count{", "projector_deployment_state{"] {
+        for metric in [
+            "projector_partition_lag{",
+            "projector_batch_seconds_bucket{",
+            "projector_plugin_call_seconds_count{",
+            "projector_deployment_state{",
+        ] {
             assert!(text.contains(metric), "{metric} missing:\n{text}");
         }
-        assert!(text.contains(r#"projector_deployment_state{build="0",projection="order-summaries",state="live",version="1"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"projector_deployment_state{build="0",projection="order-summaries",state="live",version="1"} 1"#
+            ),
+            "{text}"
+        );
     }
 }
 
@@ -335,11 +367,16 @@ async fn hot_swap_pause_resume_and_remove() {
     let all: Vec<_> = records.iter().chain(&more).cloned().collect();
     assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&all).summaries());
 
-    let (status, body) = api.send(api.http.delete(format!("{}/admin/projections/order-summaries", api.base)).bearer_auth(ADMIN_TOKEN)).await;
+    let (status, body) = api
+        .send(api.http.delete(format!("{}/admin/projections/order-summaries", api.base)).bearer_auth(ADMIN_TOKEN))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
     assert_eq!(count(&db, "SELECT count(*) FROM information_schema.views WHERE table_schema = 'read_models'").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'proj\\_%'").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'proj\\_%'").await,
+        0
+    );
     let (status, _) = api.get("/admin/projections/order-summaries").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -359,11 +396,16 @@ async fn a_dry_run_shows_operations_and_stores_nothing() {
         .map(|r| json!({"key": r.key, "headers": r.headers.iter().cloned().collect::<std::collections::HashMap<_, _>>(), "value": r.value}))
         .collect();
     let component = base64::engine::general_purpose::STANDARD.encode(wasm(ORDER_SUMMARIES));
-    let request = api.http.post(format!("{}/admin/dry-run", api.base)).bearer_auth(ADMIN_TOKEN).json(&json!({"component": component, "events": events}));
+    let request = api
+        .http
+        .post(format!("{}/admin/dry-run", api.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"component": component, "events": events}));
     let (status, body) = api.send(request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["projection"]["name"], "order-summaries");
-    let counts: Vec<usize> = body["results"].as_array().unwrap().iter().map(|r| r["operations"].as_array().unwrap().len()).collect();
+    let counts: Vec<usize> =
+        body["results"].as_array().unwrap().iter().map(|r| r["operations"].as_array().unwrap().len()).collect();
     assert_eq!(counts, [1, 2, 1, 1, 1, 1, 1, 0, 1, 0, 1], "{body}");
     assert_eq!(body["results"][0]["at"], json!({"partition": 0, "offset": 0}));
     let first = body["results"][0]["operations"][0].to_string();
@@ -401,7 +443,11 @@ async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
     assert!(rebuilt.contains("rebuilding as build 1"), "{rebuilt}");
     let states = api.builds("order-summaries").await;
     assert_eq!(states, [(1, "live".to_string()), (0, "standby".to_string())]);
-    assert_rows_eq("order_summaries (rebuilt)", &db.json_rows(SUMMARIES_SQL).await, &expected::Model::of(&records).summaries());
+    assert_rows_eq(
+        "order_summaries (rebuilt)",
+        &db.json_rows(SUMMARIES_SQL).await,
+        &expected::Model::of(&records).summaries(),
+    );
     let table = cli(&["list"]);
     assert!(table.contains("standby"), "{table}");
 
@@ -411,13 +457,25 @@ async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
 
     // The standby build can be removed on its own; the live one cannot.
     let ids: Vec<i64> = api.deployments("order-summaries").await.iter().map(|d| d["id"].as_i64().unwrap()).collect();
-    let delete = |id: i64| api.http.delete(format!("{}/admin/projections/order-summaries/deployments/{id}", api.base)).bearer_auth(ADMIN_TOKEN);
+    let delete = |id: i64| {
+        api.http
+            .delete(format!("{}/admin/projections/order-summaries/deployments/{id}", api.base))
+            .bearer_auth(ADMIN_TOKEN)
+    };
     let (status, body) = api.send(delete(ids[1])).await;
-    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("conflict")), "the live one: {body}");
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("conflict")),
+        "the live one: {body}"
+    );
     let (status, body) = api.send(delete(ids[0])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(api.deployments("order-summaries").await.len(), 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'proj_order_summaries_v1_b1'").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'proj_order_summaries_v1_b1'")
+            .await,
+        0
+    );
 
     cli(&["rm", "order-summaries"]);
     assert_eq!(count(&db, "SELECT count(*) FROM projector.deployments").await, 0);
@@ -426,7 +484,11 @@ async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
         .output()
         .unwrap();
     assert!(!status.status.success());
-    assert!(String::from_utf8_lossy(&status.stderr).contains("not_found"), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("not_found"),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 }
 
 /// `/admin/openapi.json` describes every admin route, with the bearer scheme it requires.
@@ -493,7 +555,11 @@ async fn wait_failed(api: &Api, name: &str, id: i64, timeout: Duration) -> Value
 async fn a_live_projection_that_fails_keeps_serving_flagged_and_can_be_hot_swapped() {
     let db = TestDb::create("failedlive").await;
     let topic = create_topic("failedlive", 1).await;
-    let record = |i: usize, kind: &str| projector::demo::DemoRecord { key: format!("k{i:02}"), headers: vec![], value: json!({"type": kind}) };
+    let record = |i: usize, kind: &str| projector::demo::DemoRecord {
+        key: format!("k{i:02}"),
+        headers: vec![],
+        value: json!({"type": kind}),
+    };
     publish(&topic, &(0..10).map(|i| record(i, "Fine")).collect::<Vec<_>>()).await;
     let config = HostConfig::new("failedlive", &db.url, &topic, &[MISBEHAVING]);
     let host = Host::start(&config);
@@ -535,8 +601,16 @@ async fn a_live_projection_that_fails_keeps_serving_flagged_and_can_be_hot_swapp
     assert_eq!((status, row["data"]["observed"].clone()), (StatusCode::OK, json!("ok")), "{row}");
     let asked = Instant::now();
     let (status, body) = get("/read-models/probe/k03?after=0:11&wait_ms=10000".into()).await;
-    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("projection_failed")), "{body}");
-    assert!(asked.elapsed() < Duration::from_secs(5), "a read-your-writes wait on a failed projection took {:?}", asked.elapsed());
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("projection_failed")),
+        "{body}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "a read-your-writes wait on a failed projection took {:?}",
+        asked.elapsed()
+    );
 
     let mut patched = wasm(MISBEHAVING);
     patched.extend_from_slice(&[0, 8, 7]);
@@ -574,7 +648,11 @@ async fn a_failed_serving_deployment_rolls_back_to_its_standby() {
     let failed = wait_failed(&api, "order-summaries", v2, Duration::from_secs(30)).await;
     assert_eq!(failed["serving"], true);
     let (status, body) = api.get("/admin/projections/order-summaries").await;
-    assert_eq!((status, body["live_version"].clone(), body["serving_version"].clone()), (StatusCode::OK, Value::Null, json!(2)), "{body}");
+    assert_eq!(
+        (status, body["live_version"].clone(), body["serving_version"].clone()),
+        (StatusCode::OK, Value::Null, json!(2)),
+        "{body}"
+    );
 
     let (status, body) = api.post("/admin/projections/order-summaries/rollback").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -635,7 +713,9 @@ async fn removed_stays_removed_promotion_moves_forward_and_dependent_views_are_e
         .deployments("order-summaries")
         .await
         .iter()
-        .map(|d| (d["version"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string(), d["serving"].as_bool().unwrap()))
+        .map(|d| {
+            (d["version"].as_i64().unwrap(), d["state"].as_str().unwrap().to_string(), d["serving"].as_bool().unwrap())
+        })
         .collect();
     assert_eq!(states, [(1, "standby".to_string(), false), (2, "live".to_string(), true)]);
 
@@ -660,7 +740,11 @@ async fn removed_stays_removed_promotion_moves_forward_and_dependent_views_are_e
     };
     assert_eq!(blocked["state"], "building", "{blocked}");
     let message = blocked["last_error"]["message"].as_str().unwrap();
-    assert!(message.contains("cannot go live") && message.contains("view big_orders depends on view read_models.order_summaries"), "{message}");
+    assert!(
+        message.contains("cannot go live")
+            && message.contains("view big_orders depends on view read_models.order_summaries"),
+        "{message}"
+    );
     assert!(message.contains("drop those views and create them again after the swap"), "{message}");
     sqlx::query("DROP VIEW public.big_orders").execute(&db.pool).await.unwrap();
     let live = api.wait_state("order-summaries", rebuild, "live", Duration::from_secs(60)).await;
@@ -668,11 +752,23 @@ async fn removed_stays_removed_promotion_moves_forward_and_dependent_views_are_e
 
     // Another change holds the registry's lock: a change waits for it, then gives up.
     let mut holder = db.pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(0x7072_6f6a_6563_746f_i64).execute(&mut *holder).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(0x7072_6f6a_6563_746f_i64)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
     let asked = Instant::now();
     let (status, body) = api.post("/admin/projections/order-summaries/pause").await;
-    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("registry_busy")), "{body}");
-    assert!(asked.elapsed() >= Duration::from_secs(9) && asked.elapsed() < Duration::from_secs(20), "{:?}", asked.elapsed());
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("registry_busy")),
+        "{body}"
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_secs(9) && asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
     holder.rollback().await.unwrap();
     let (status, body) = api.post("/admin/projections/order-summaries/pause").await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -301,7 +301,12 @@ async fn sigkills_and_postgres_restarts_lose_and_double_nothing() {
         records.len(),
         soak.seed
     );
-    assert!(records.len() >= 100 * soak.kills, "{} events for {} kills: too few to land mid-stream", records.len(), soak.kills);
+    assert!(
+        records.len() >= 100 * soak.kills,
+        "{} events for {} kills: too few to land mid-stream",
+        records.len(),
+        soak.kills
+    );
     let server = OwnServer::start();
     let db = server.create_db("soak").await;
     let topic = create_topic("soak", 6).await;

@@ -13,12 +13,7 @@ async fn samples_project_to_the_hand_computed_rows() {
     let topic = create_topic("samples", 6).await;
     let records = samples();
     publish(&topic, &records).await;
-    let host = Host::start(&HostConfig::new(
-        "samples",
-        &db.url,
-        &topic,
-        &EXAMPLE_PLUGINS,
-    ));
+    let host = Host::start(&HostConfig::new("samples", &db.url, &topic, &EXAMPLE_PLUGINS));
     wait_caught_up(&db, &topic, 3, Duration::from_secs(90)).await;
 
     let [summaries, details, daily] = read_models(&db).await;
@@ -46,9 +41,14 @@ async fn samples_project_to_the_hand_computed_rows() {
         ],
     );
     assert_eq!(details.len(), 3);
-    assert_eq!(details[0]["lines"], serde_json::from_str::<serde_json::Value>(
-        r#"[{"sku": "sku-espresso-250", "productName": "Espresso Beans 250g", "quantity": 2, "unitPrice": 8.9},
-            {"sku": "sku-grinder-c2", "productName": "Hand Grinder C2", "quantity": 1, "unitPrice": 99.0}]"#).unwrap());
+    assert_eq!(
+        details[0]["lines"],
+        serde_json::from_str::<serde_json::Value>(
+            r#"[{"sku": "sku-espresso-250", "productName": "Espresso Beans 250g", "quantity": 2, "unitPrice": 8.9},
+            {"sku": "sku-grinder-c2", "productName": "Hand Grinder C2", "quantity": 1, "unitPrice": 99.0}]"#
+        )
+        .unwrap()
+    );
     assert_eq!(
         details[0]["history"],
         json!([
@@ -68,10 +68,7 @@ async fn samples_project_to_the_hand_computed_rows() {
         {"status": "CANCELLED", "at": "2026-11-21T10:00:00.000Z"}]),
         "the redelivered e-7 is applied once"
     );
-    assert_eq!(
-        details[2]["cancellation_reason"],
-        json!("customer changed their mind")
-    );
+    assert_eq!(details[2]["cancellation_reason"], json!("customer changed their mind"));
     assert_eq!(details[1]["lines"][1]["unitPrice"].to_string(), "4.99");
     // The independent model agrees with the hand-computed rows.
     assert_matches_model(&db, &records).await;
@@ -87,12 +84,7 @@ async fn generated_stream_matches_the_model() {
     let records = projector::demo::generate(5_000, 42);
     assert!(records.len() > 15_000, "{} events", records.len());
     publish(&topic, &records).await;
-    let host = Host::start(&HostConfig::new(
-        "generated",
-        &db.url,
-        &topic,
-        &EXAMPLE_PLUGINS,
-    ));
+    let host = Host::start(&HostConfig::new("generated", &db.url, &topic, &EXAMPLE_PLUGINS));
     wait_caught_up(&db, &topic, 3, Duration::from_secs(300)).await;
     assert_matches_model(&db, &records).await;
     let [summaries, _, daily] = read_models(&db).await;
@@ -116,25 +108,15 @@ async fn dropping_storage_and_offsets_replays_to_identical_rows() {
     let before = read_models(&db).await;
     assert!(host.terminate(Duration::from_secs(30)));
 
-    for schema in [
-        "proj_order_summaries_v1",
-        "proj_order_details_v1",
-        "proj_daily_order_stats_v1",
-    ] {
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&db.pool)
-            .await
-            .unwrap();
+    for schema in ["proj_order_summaries_v1", "proj_order_details_v1", "proj_daily_order_stats_v1"] {
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&db.pool).await.unwrap();
     }
     sqlx::query("DELETE FROM projector.deployments").execute(&db.pool).await.unwrap();
 
     let host = Host::start(&config);
     wait_caught_up(&db, &topic, 3, Duration::from_secs(180)).await;
     let after = read_models(&db).await;
-    for (index, name) in ["order_summaries", "order_details", "daily_order_stats"]
-        .iter()
-        .enumerate()
-    {
+    for (index, name) in ["order_summaries", "order_details", "daily_order_stats"].iter().enumerate() {
         assert_rows_eq(name, &after[index], &before[index]);
     }
     assert_matches_model(&db, &records).await;
@@ -153,10 +135,7 @@ async fn sigterm_stops_gracefully_and_a_restart_resumes() {
         .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");
     let host = Host::start(&config);
     wait_for_progress(&db, 1).await;
-    assert!(
-        host.terminate(Duration::from_secs(30)),
-        "exit status is success after SIGTERM"
-    );
+    assert!(host.terminate(Duration::from_secs(30)), "exit status is success after SIGTERM");
     let log = std::fs::read_to_string(&config.log).unwrap();
     assert!(log.contains("SIGTERM received"), "{log}");
     assert_eq!(log.matches("Projection stopped.").count(), 3, "{log}");
@@ -171,19 +150,15 @@ async fn sigterm_stops_gracefully_and_a_restart_resumes() {
 pub async fn wait_for_progress(db: &TestDb, at_least: i64) -> i64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let applied: Option<i64> = sqlx::query_scalar(
-            "SELECT sum(next_offset)::bigint FROM proj_order_summaries_v1._offsets",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap_or(None);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM proj_order_summaries_v1._offsets")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap_or(None);
         if let Some(applied) = applied.filter(|a| *a >= at_least) {
             return applied;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no progress past {at_least}"
-        );
+        assert!(std::time::Instant::now() < deadline, "no progress past {at_least}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -18,10 +18,7 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
     let mut records = samples();
     let bad = DemoRecord {
         key: "ord-2001".into(),
-        headers: vec![(
-            "__TypeId__".into(),
-            "com.example.orders.events.OrderSubmitted".into(),
-        )],
+        headers: vec![("__TypeId__".into(), "com.example.orders.events.OrderSubmitted".into())],
         // `total` is text, not a number.
         value: json!({"eventId": "e-bad", "orderId": "ord-2001", "total": "lots", "submittedAt": "2026-11-22T10:00:00.000Z"}),
     };
@@ -32,12 +29,7 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
         r
     }));
     publish(&topic, &records).await;
-    let mut host = Host::start(&HostConfig::new(
-        "malformed",
-        &db.url,
-        &topic,
-        &EXAMPLE_PLUGINS,
-    ));
+    let mut host = Host::start(&HostConfig::new("malformed", &db.url, &topic, &EXAMPLE_PLUGINS));
 
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let failed = loop {
@@ -45,17 +37,13 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
             "SELECT name, last_error, error_partition, error_offset FROM projector.deployments \
              WHERE status = 'failed' ORDER BY name",
         )
-            .fetch_all(&db.pool)
-            .await
-            .unwrap_or_default();
+        .fetch_all(&db.pool)
+        .await
+        .unwrap_or_default();
         if rows.len() == 3 {
             break rows;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all projections failed: {}",
-            host.log_tail()
-        );
+        assert!(std::time::Instant::now() < deadline, "not all projections failed: {}", host.log_tail());
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for row in &failed {
@@ -66,17 +54,11 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
         assert!(error.contains("total"), "{name} names the field: {error}");
     }
     // Every projection stopped exactly before the bad event: the 11 samples are applied.
-    for schema in [
-        "proj_order_summaries_v1",
-        "proj_order_details_v1",
-        "proj_daily_order_stats_v1",
-    ] {
-        let next: i64 = sqlx::query_scalar(&format!(
-            "SELECT next_offset FROM {schema}._offsets WHERE partition = 0"
-        ))
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    for schema in ["proj_order_summaries_v1", "proj_order_details_v1", "proj_daily_order_stats_v1"] {
+        let next: i64 = sqlx::query_scalar(&format!("SELECT next_offset FROM {schema}._offsets WHERE partition = 0"))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
         assert_eq!(next, 11, "{schema} stops exactly at the bad event");
     }
     // The deployments failed while building, so nothing went live; their tables hold exactly
@@ -85,11 +67,7 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
     assert_tables_match_model(&db, schemas, &samples()).await;
     // The host keeps running (a fixed plugin can be uploaded); the failure is in its log.
     assert!(host.running(), "{}", host.log_tail());
-    assert!(
-        host.log().contains("Projection failed and stopped"),
-        "{}",
-        host.log_tail()
-    );
+    assert!(host.log().contains("Projection failed and stopped"), "{}", host.log_tail());
 }
 
 /// The database goes away under a running host, again and again: every connection to its
@@ -148,8 +126,7 @@ async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
         headers: vec![],
         value: json!({"type": kind}),
     };
-    let records: Vec<DemoRecord> =
-        (0..40).map(|i| record(i, if i == 23 { "Panic" } else { "Fine" })).collect();
+    let records: Vec<DemoRecord> = (0..40).map(|i| record(i, if i == 23 { "Panic" } else { "Fine" })).collect();
     publish(&topic, &records).await;
     let host = Host::start(&HostConfig::new("poison", &db.url, &topic, &[MISBEHAVING]));
     let (error, partition, offset, schema) = failure_of(&db, "misbehaving", &host).await;
@@ -162,7 +139,10 @@ async fn a_trap_stops_the_projection_exactly_at_the_poison_event() {
 
 /// The schema of the `misbehaving` fixture's deployment.
 async fn probe_schema(db: &TestDb) -> String {
-    sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'").fetch_one(&db.pool).await.unwrap()
+    sqlx::query_scalar("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
 }
 
 /// The record keys in the `misbehaving` fixture's table of `schema`, sorted.
@@ -200,7 +180,8 @@ async fn a_nul_byte_in_a_key_fails_only_the_projection_that_stores_it() {
     let topic = create_topic("nulkey", 1).await;
     let mut records = projector::demo::generate(200, 31);
     let at = records.len() / 2;
-    records.insert(at, DemoRecord { key: "ord-nul-\u{0}-1".into(), headers: vec![], value: json!({"type": "Mystery"}) });
+    records
+        .insert(at, DemoRecord { key: "ord-nul-\u{0}-1".into(), headers: vec![], value: json!({"type": "Mystery"}) });
     publish(&topic, &records).await;
     let mut plugins = EXAMPLE_PLUGINS.to_vec();
     plugins.push(MISBEHAVING);
@@ -273,10 +254,11 @@ async fn large_events_are_split_into_calls_that_fit_the_memory_cap() {
     let host = Host::start(&config);
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
     let schema = probe_schema(&db).await;
-    let rows: Vec<(String, String)> = sqlx::query_as(&format!("SELECT id, observed FROM \"{schema}\".probe ORDER BY id"))
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(&format!("SELECT id, observed FROM \"{schema}\".probe ORDER BY id"))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     let expected: Vec<(String, String)> = (0..100).map(|i| (format!("big{i:03}"), "ok".to_string())).collect();
     assert_eq!(rows, expected, "{}", host.log_tail());
 }
@@ -294,7 +276,8 @@ async fn an_offset_jump_halts_by_default_and_is_accepted_when_configured() {
     publish(&topic, &(0..50).map(record).collect::<Vec<_>>()).await;
     let (halting, accepting) = (TestDb::create("jump_halt").await, TestDb::create("jump_accept").await);
     let halt = HostConfig::new("jump-halt", &halting.url, &topic, &[MISBEHAVING]);
-    let accept = HostConfig::new("jump-accept", &accepting.url, &topic, &[MISBEHAVING]).with("PROJECTOR_KAFKA__ON_OFFSET_JUMP", "accept");
+    let accept = HostConfig::new("jump-accept", &accepting.url, &topic, &[MISBEHAVING])
+        .with("PROJECTOR_KAFKA__ON_OFFSET_JUMP", "accept");
     for (db, config) in [(&halting, &halt), (&accepting, &accept)] {
         let host = Host::start(config);
         wait_caught_up(db, &topic, 1, Duration::from_secs(120)).await;

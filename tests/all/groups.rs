@@ -86,7 +86,12 @@ async fn applied_by(config: &HostConfig) -> f64 {
 /// A topic of 6 partitions holding the first `1/share` of `orders` generated orders (seed
 /// `seed`), and a database: what each cluster test starts from. Returns the rest to publish
 /// while the hosts run.
-async fn stream(name: &str, orders: usize, seed: u64, share: usize) -> (TestDb, String, Vec<DemoRecord>, Vec<DemoRecord>) {
+async fn stream(
+    name: &str,
+    orders: usize,
+    seed: u64,
+    share: usize,
+) -> (TestDb, String, Vec<DemoRecord>, Vec<DemoRecord>) {
     let db = TestDb::create(name).await;
     let topic = create_topic(name, 6).await;
     let records = projector::demo::generate(orders, seed);
@@ -121,10 +126,8 @@ async fn a_killed_member_s_partitions_move_to_the_survivor_within_the_session_ti
     host_a.kill();
     // Each of B's two consumers gets a new assignment of all six partitions.
     loop {
-        let full = assignments(&host_b)[before..]
-            .iter()
-            .filter(|l| l.contains("partitions=[0, 1, 2, 3, 4, 5]"))
-            .count();
+        let full =
+            assignments(&host_b)[before..].iter().filter(|l| l.contains("partitions=[0, 1, 2, 3, 4, 5]")).count();
         if full >= 2 {
             break;
         }
@@ -156,8 +159,7 @@ async fn a_frozen_member_s_stale_batch_is_fenced_when_it_wakes() {
     let (db, topic, records, rest) = stream("zombie", 9_000, 62, 3).await;
     let (during, after) = rest.split_at(rest.len() / 2);
     // A's connections are named, so the test can see where A's transaction is.
-    let a = member("zombie-a", &db, &topic)
-        .with("PROJECTOR_POSTGRES__IDLE_IN_TRANSACTION_TIMEOUT_MS", "2000");
+    let a = member("zombie-a", &db, &topic).with("PROJECTOR_POSTGRES__IDLE_IN_TRANSACTION_TIMEOUT_MS", "2000");
     let a = HostConfig { db_url: format!("{}?application_name=zombie-a", db.url), ..a };
     let b = HostConfig { db_url: db.url.clone(), ..a.sibling("zombie-b") };
     let (host_a, host_b) = start_pair(&a, &b).await;
@@ -291,10 +293,7 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
     wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(120)).await;
     assert!(host.running(), "{}", host.log_tail());
     assert_matches_model(&db, &records).await;
-    eprintln!(
-        "stalls detected and recovered: {}",
-        host.log().matches("Consumer stalled").count()
-    );
+    eprintln!("stalls detected and recovered: {}", host.log().matches("Consumer stalled").count());
 }
 
 /// Waits until a thawed broker accepts writes again, by publishing `probe` to a topic no host
@@ -322,16 +321,13 @@ async fn kafka_s_consumer_group_tool_sees_our_offsets_and_lag() {
     let config = HostConfig::new("group-tool", &db.url, &topic, &[ORDER_SUMMARIES]);
     let host = Host::start(&config);
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
-    let group: String = sqlx::query_scalar("SELECT consumer_group FROM projector.deployments")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let stored: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT partition, next_offset FROM proj_order_summaries_v1._offsets ORDER BY partition",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let group: String =
+        sqlx::query_scalar("SELECT consumer_group FROM projector.deployments").fetch_one(&db.pool).await.unwrap();
+    let stored: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, next_offset FROM proj_order_summaries_v1._offsets ORDER BY partition")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(stored.len(), 6);
     for &(partition, next) in &stored {
         assert_eq!(next, ends[&partition] + 1, "partition {partition} caught up");

@@ -54,36 +54,38 @@ struct Scaffold {
 
 fn scaffolds() -> Vec<Scaffold> {
     let rust_target = cache_dir().join("scaffold-target");
-    vec![Scaffold {
-        lang: "rust",
-        name: "rust-starter",
-        steps: vec![
-            ("cargo", vec!["test", "--quiet"]),
-            ("cargo", vec!["build", "--release", "--target", "wasm32-wasip2"]),
-        ],
-        // Builds in a cache kept between runs, so the SDK's dependencies compile once.
-        component: rust_target.join("wasm32-wasip2/release/rust_starter.wasm"),
-        env: vec![("CARGO_TARGET_DIR", rust_target.display().to_string())],
-    },
-    Scaffold {
-        lang: "python",
-        name: "python-starter",
-        steps: vec![("python3", vec!["-m", "unittest", "-v"]), ("bash", vec!["build.sh"])],
-        // The venv plugins/python/setup.sh made for the test build (same pinned toolchain).
-        env: vec![("PROJECTOR_PYTHON_VENV", cache_dir().join("python-venv").display().to_string())],
-        component: "python-starter.wasm".into(),
-    },
-    Scaffold {
-        lang: "js",
-        name: "js-starter",
-        steps: vec![
-            ("npm", vec!["install", "--no-audit", "--no-fund", "--loglevel=error"]),
-            ("npm", vec!["test"]),
-            ("npm", vec!["run", "build"]),
-        ],
-        env: vec![],
-        component: "js-starter.wasm".into(),
-    }]
+    vec![
+        Scaffold {
+            lang: "rust",
+            name: "rust-starter",
+            steps: vec![
+                ("cargo", vec!["test", "--quiet"]),
+                ("cargo", vec!["build", "--release", "--target", "wasm32-wasip2"]),
+            ],
+            // Builds in a cache kept between runs, so the SDK's dependencies compile once.
+            component: rust_target.join("wasm32-wasip2/release/rust_starter.wasm"),
+            env: vec![("CARGO_TARGET_DIR", rust_target.display().to_string())],
+        },
+        Scaffold {
+            lang: "python",
+            name: "python-starter",
+            steps: vec![("python3", vec!["-m", "unittest", "-v"]), ("bash", vec!["build.sh"])],
+            // The venv plugins/python/setup.sh made for the test build (same pinned toolchain).
+            env: vec![("PROJECTOR_PYTHON_VENV", cache_dir().join("python-venv").display().to_string())],
+            component: "python-starter.wasm".into(),
+        },
+        Scaffold {
+            lang: "js",
+            name: "js-starter",
+            steps: vec![
+                ("npm", vec!["install", "--no-audit", "--no-fund", "--loglevel=error"]),
+                ("npm", vec!["test"]),
+                ("npm", vec!["run", "build"]),
+            ],
+            env: vec![],
+            component: "js-starter.wasm".into(),
+        },
+    ]
 }
 
 /// For each language: `projector new`, the project's own tests, its one-command build,
@@ -159,17 +161,16 @@ async fn order_summaries_are_identical_in_rust_python_and_javascript() {
     for (lang, db, _) in &running {
         wait_caught_up(db, &topic, 1, Duration::from_secs(300)).await;
         assert_rows_eq(lang, &db.json_rows(SUMMARIES_SQL).await, &expected);
-        let spec: String = sqlx::query_scalar("SELECT spec::text FROM projector.deployments")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+        let spec: String =
+            sqlx::query_scalar("SELECT spec::text FROM projector.deployments").fetch_one(&db.pool).await.unwrap();
         specs.push(spec);
         let deployments = deployments(db, &topic).await.unwrap();
         let schema = &deployments[0].0.schema;
-        let state: Vec<(String, Vec<u8>)> = sqlx::query_as(&format!("SELECT key, value FROM \"{schema}\"._state ORDER BY key"))
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+        let state: Vec<(String, Vec<u8>)> =
+            sqlx::query_as(&format!("SELECT key, value FROM \"{schema}\"._state ORDER BY key"))
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
         assert!(state.len() > 1_000, "{lang}: {} state rows", state.len());
         states.push(state);
     }
@@ -206,9 +207,7 @@ async fn customer_ltv_in_python_and_sku_sales_in_javascript_give_exact_read_mode
         ],
     );
     // ord-1001 and ord-1002 count; ord-1003's four mugs counted, then were taken back.
-    let sku = |sku: &str, name: &str, units: i64, revenue: &str, orders: i64, average: Option<&str>| {
-        json!({"sku": sku, "product_name": name, "units_sold": units, "revenue": revenue, "orders": orders, "average_unit_price": average})
-    };
+    let sku = |sku: &str, name: &str, units: i64, revenue: &str, orders: i64, average: Option<&str>| json!({"sku": sku, "product_name": name, "units_sold": units, "revenue": revenue, "orders": orders, "average_unit_price": average});
     assert_rows_eq(
         "sku_sales (samples)",
         &db.json_rows(SKU_SALES_SQL).await,
@@ -243,7 +242,15 @@ fn a_sleeping_python_plugin_cannot_outlast_the_deadline() {
     use projector::runtime::types::{Event, Operation, Value};
     use projector::runtime::{CallError, Limits, Runtime, StateOverlay};
     let limit = Duration::from_secs(2);
-    let runtime = Runtime::new(Limits { call_timeout: limit, max_memory: 256 << 20, fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT }, None).unwrap();
+    let runtime = Runtime::new(
+        Limits {
+            call_timeout: limit,
+            max_memory: 256 << 20,
+            fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT,
+        },
+        None,
+    )
+    .unwrap();
     let plugin = runtime.load(&std::fs::read(PY_SLEEPER).unwrap()).unwrap();
     let event = |kind: &str| Event {
         topic: "t".into(),

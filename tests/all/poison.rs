@@ -58,7 +58,8 @@ async fn dead_letters_move_past_poison_and_a_redrive_applies_them_once() {
     let mut host = Host::start(&config);
     let api = Api::of(&config);
     api.ready().await;
-    let (status, body) = api.put_json("/admin/projections/misbehaving/policy", &json!({"on_poison": "dead-letter"})).await;
+    let (status, body) =
+        api.put_json("/admin/projections/misbehaving/policy", &json!({"on_poison": "dead-letter"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = api.put_json("/admin/projections/misbehaving/policy", &json!({"on_poison": "skip-it"})).await;
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_policy")), "{body}");
@@ -73,10 +74,11 @@ async fn dead_letters_move_past_poison_and_a_redrive_applies_them_once() {
     ];
     publish(&topic, &records).await;
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
-    let schema = sqlx::query_scalar::<_, String>("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let schema =
+        sqlx::query_scalar::<_, String>("SELECT schema_name FROM projector.deployments WHERE name = 'misbehaving'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     let ok = |id: &str| (id.to_string(), "ok".to_string(), None);
     assert_eq!(probe_rows(&db, &schema).await, [ok("k00"), ok("k01"), ok("k03"), ok("k04")]);
     let letters = wait_letters(&api, "misbehaving", "two dead letters", |l| l.len() == 2).await;
@@ -109,7 +111,9 @@ async fn dead_letters_move_past_poison_and_a_redrive_applies_them_once() {
 
     // The child is not pending any more: asking for it is refused, and re-driving the rest does
     // not apply it again.
-    let (status, body) = api.post_json("/admin/projections/misbehaving/dead-letters/redrive", &json!({"partition": 0, "offset": 1})).await;
+    let (status, body) = api
+        .post_json("/admin/projections/misbehaving/dead-letters/redrive", &json!({"partition": 0, "offset": 1}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = api.post("/admin/projections/misbehaving/dead-letters/redrive").await;
     assert_eq!((status, body["requested"].clone()), (StatusCode::ACCEPTED, json!(1)), "{body}");
@@ -118,14 +122,23 @@ async fn dead_letters_move_past_poison_and_a_redrive_applies_them_once() {
 
     // The CLI lists them.
     let output = std::process::Command::new(binary())
-        .args(["projections", "--admin-url", &config.admin_url(), "--token", ADMIN_TOKEN, "dead-letters", "misbehaving"])
+        .args([
+            "projections",
+            "--admin-url",
+            &config.admin_url(),
+            "--token",
+            ADMIN_TOKEN,
+            "dead-letters",
+            "misbehaving",
+        ])
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{table}{}", String::from_utf8_lossy(&output.stderr));
     assert!(table.contains("re-driven") && table.contains("k01") && table.contains("plugin trapped"), "{table}");
     let (_, metrics) = api.get("/metrics").await;
-    let counted: Vec<&str> = metrics.as_str().unwrap().lines().filter(|l| l.contains(r#"kind="dead_letter""#)).collect();
+    let counted: Vec<&str> =
+        metrics.as_str().unwrap().lines().filter(|l| l.contains(r#"kind="dead_letter""#)).collect();
     assert_eq!(counted.len(), 1, "{counted:?}");
     assert!(counted[0].contains(r#"projection="misbehaving""#) && counted[0].ends_with(" 2"), "{counted:?}");
     assert!(host.running(), "{}", host.log_tail());
@@ -139,7 +152,8 @@ async fn halt_stops_at_the_poison_event_until_an_operator_skips_it() {
     let db = TestDb::create("skip").await;
     let topic = create_topic("skip", 1).await;
     let kinds = ["Fine", "Fine", "Panic", "Fine", "Fine"];
-    let records: Vec<DemoRecord> = kinds.iter().enumerate().map(|(i, kind)| record(i, &format!("k{i:02}"), kind)).collect();
+    let records: Vec<DemoRecord> =
+        kinds.iter().enumerate().map(|(i, kind)| record(i, &format!("k{i:02}"), kind)).collect();
     publish(&topic, &records).await;
     let config = HostConfig::new("skip", &db.url, &topic, &[MISBEHAVING]);
     let mut host = Host::start(&config);
@@ -148,19 +162,24 @@ async fn halt_stops_at_the_poison_event_until_an_operator_skips_it() {
     assert_eq!((partition, offset), (Some(0), Some(2)), "{error}");
     assert_eq!(probe_ids(&db, &schema).await, ["k00", "k01"]);
 
-    let (status, body) = api.post_json("/admin/projections/misbehaving/skip", &json!({"partition": 0, "offset": 3})).await;
+    let (status, body) =
+        api.post_json("/admin/projections/misbehaving/skip", &json!({"partition": 0, "offset": 3})).await;
     assert_eq!(status, StatusCode::CONFLICT, "a skip names the exact event: {body}");
-    let (status, body) = api.post_json("/admin/projections/misbehaving/skip", &json!({"partition": 0, "offset": 2})).await;
+    let (status, body) =
+        api.post_json("/admin/projections/misbehaving/skip", &json!({"partition": 0, "offset": 2})).await;
     assert_eq!((status, body["result"].clone()), (StatusCode::OK, json!("skipping")), "{body}");
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
     assert_eq!(probe_ids(&db, &schema).await, ["k00", "k01", "k03", "k04"]);
-    let letters = wait_letters(&api, "misbehaving", "the skipped event recorded", |l| {
-        l.len() == 1 && !l[0]["event"].is_null()
-    })
-    .await;
+    let letters =
+        wait_letters(&api, "misbehaving", "the skipped event recorded", |l| l.len() == 1 && !l[0]["event"].is_null())
+            .await;
     let skipped = &letters[0];
     assert_eq!(coordinates(&letters), [(0, 2)]);
-    assert_eq!((skipped["reason"].clone(), skipped["recorded_by"].clone()), (json!("skipped"), json!("test-admin")), "{skipped}");
+    assert_eq!(
+        (skipped["reason"].clone(), skipped["recorded_by"].clone()),
+        (json!("skipped"), json!("test-admin")),
+        "{skipped}"
+    );
     assert_eq!(skipped["event"]["value"], r#"{"type":"Panic"}"#);
     assert!(skipped["error"].as_str().unwrap().contains("panicked on purpose at offset 2"), "{skipped}");
     let d = &api.deployments("misbehaving").await[0];

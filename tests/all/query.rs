@@ -20,27 +20,71 @@ fn record(kind: &str, key: &str, value: Value) -> DemoRecord {
 fn created(id: &str, customer: (&str, &str), item: (&str, &str, i64, &str), at: &str) -> DemoRecord {
     let (sku, name, quantity, price) = item;
     let price: Value = serde_json::from_str(price).unwrap();
-    record("OrderCreated", id, json!({
+    record(
+        "OrderCreated",
+        id,
+        json!({
         "eventId": format!("{id}-c"), "orderId": id, "customerId": customer.0, "customerName": customer.1,
         "items": [{"productId": sku, "productName": name, "quantity": quantity, "unitPrice": price}],
-        "createdAt": at}))
+        "createdAt": at}),
+    )
 }
 
 /// Five hand-made orders whose search results are known exactly.
 fn catalog() -> Vec<DemoRecord> {
     vec![
-        created("ord-a1", ("cust-zoe", "Zoë Müller"), ("sku-espresso-250", "Espresso Beans 250g", 2, "8.90"), "2026-11-01T10:00:00.000Z"),
-        record("OrderSubmitted", "ord-a1", json!({"eventId": "ord-a1-s", "orderId": "ord-a1", "total": serde_json::from_str::<Value>("17.80").unwrap(), "submittedAt": "2026-11-01T10:05:00.000Z"})),
-        created("ord-a2", ("cust-zoe2", "Zoe Muller"), ("sku-grinder-c2", "Hand Grinder C2", 1, "99.00"), "2026-11-02T10:00:00.000Z"),
-        record("OrderPlaced", "ord-a3", json!({
+        created(
+            "ord-a1",
+            ("cust-zoe", "Zoë Müller"),
+            ("sku-espresso-250", "Espresso Beans 250g", 2, "8.90"),
+            "2026-11-01T10:00:00.000Z",
+        ),
+        record(
+            "OrderSubmitted",
+            "ord-a1",
+            json!({"eventId": "ord-a1-s", "orderId": "ord-a1", "total": serde_json::from_str::<Value>("17.80").unwrap(), "submittedAt": "2026-11-01T10:05:00.000Z"}),
+        ),
+        created(
+            "ord-a2",
+            ("cust-zoe2", "Zoe Muller"),
+            ("sku-grinder-c2", "Hand Grinder C2", 1, "99.00"),
+            "2026-11-02T10:00:00.000Z",
+        ),
+        record(
+            "OrderPlaced",
+            "ord-a3",
+            json!({
             "eventId": "ord-a3-p", "orderId": "ord-a3", "customerId": "cust-kenji", "customerName": "Kenji Watanabe",
             "lines": [{"sku": "sku-kettle-gooseneck", "productName": "Gooseneck Kettle", "quantity": 1, "unitPrice": serde_json::from_str::<Value>("64.50").unwrap()}],
-            "total": serde_json::from_str::<Value>("64.50").unwrap(), "occurredAt": "2026-11-03T10:00:00.000Z"})),
-        created("ord-a4", ("cust-zoltan", "Zoltán Kodály"), ("sku-espresso-cups", "Espresso Cups", 6, "4.50"), "2026-11-04T10:00:00.000Z"),
-        record("OrderCancelled", "ord-a4", json!({"eventId": "ord-a4-x", "orderId": "ord-a4", "reason": "duplicate order", "cancelledAt": "2026-11-04T11:00:00.000Z"})),
-        created("ord-a5", ("cust-amelie", "Amélie Poulain"), ("sku-mug-stone", "Stoneware Mug", 3, "12.00"), "2026-11-05T10:00:00.000Z"),
-        record("OrderSubmitted", "ord-a5", json!({"eventId": "ord-a5-s", "orderId": "ord-a5", "total": serde_json::from_str::<Value>("36.00").unwrap(), "submittedAt": "2026-11-05T10:05:00.000Z"})),
-        record("OrderShipped", "ord-a5", json!({"eventId": "ord-a5-h", "orderId": "ord-a5", "carrier": "DHL", "trackingNumber": "T1", "shippedAt": "2026-11-06T10:00:00.000Z"})),
+            "total": serde_json::from_str::<Value>("64.50").unwrap(), "occurredAt": "2026-11-03T10:00:00.000Z"}),
+        ),
+        created(
+            "ord-a4",
+            ("cust-zoltan", "Zoltán Kodály"),
+            ("sku-espresso-cups", "Espresso Cups", 6, "4.50"),
+            "2026-11-04T10:00:00.000Z",
+        ),
+        record(
+            "OrderCancelled",
+            "ord-a4",
+            json!({"eventId": "ord-a4-x", "orderId": "ord-a4", "reason": "duplicate order", "cancelledAt": "2026-11-04T11:00:00.000Z"}),
+        ),
+        created(
+            "ord-a5",
+            ("cust-amelie", "Amélie Poulain"),
+            ("sku-mug-stone", "Stoneware Mug", 3, "12.00"),
+            "2026-11-05T10:00:00.000Z",
+        ),
+        record(
+            "OrderSubmitted",
+            "ord-a5",
+            json!({"eventId": "ord-a5-s", "orderId": "ord-a5", "total": serde_json::from_str::<Value>("36.00").unwrap(), "submittedAt": "2026-11-05T10:05:00.000Z"}),
+        ),
+        record(
+            "OrderShipped",
+            "ord-a5",
+            json!({"eventId": "ord-a5-h", "orderId": "ord-a5", "carrier": "DHL", "trackingNumber": "T1", "shippedAt": "2026-11-06T10:00:00.000Z"}),
+        ),
     ]
 }
 
@@ -60,7 +104,8 @@ impl Query {
     async fn search(&self, query: &str) -> (Vec<String>, i64) {
         let (status, body) = self.get(&format!("/orders/search?{query}")).await;
         assert_eq!(status, StatusCode::OK, "{query}: {body}");
-        let ids = body["hits"].as_array().unwrap().iter().map(|h| h["order_id"].as_str().unwrap().to_string()).collect();
+        let ids =
+            body["hits"].as_array().unwrap().iter().map(|h| h["order_id"].as_str().unwrap().to_string()).collect();
         (ids, body["total"].as_i64().unwrap())
     }
 }
@@ -69,7 +114,8 @@ async fn start(name: &str, records: &[DemoRecord]) -> (TestDb, String, HostConfi
     let db = TestDb::create(name).await;
     let topic = create_topic(name, 3).await;
     publish(&topic, records).await;
-    let config = HostConfig::new(name, &db.url, &topic, &[ORDER_SEARCH, ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS]);
+    let config =
+        HostConfig::new(name, &db.url, &topic, &[ORDER_SEARCH, ORDER_SUMMARIES, ORDER_DETAILS, DAILY_ORDER_STATS]);
     let host = Host::start(&config);
     wait_caught_up(&db, &topic, 4, Duration::from_secs(180)).await;
     let query = Query { base: config.query_url(), http: reqwest::Client::new() };
@@ -115,7 +161,11 @@ async fn search_finds_exactly_the_expected_orders() {
 async fn paging_visits_every_hit_once() {
     let records = projector::demo::generate(600, 81);
     let (db, _topic, _config, _host, api) = start("paging", &records).await;
-    for (filter, order) in [("status=SHIPPED&sort=total", "total, order_id"), ("sort=-createdAt", "created_at DESC, order_id"), ("q=espresso", "")] {
+    for (filter, order) in [
+        ("status=SHIPPED&sort=total", "total, order_id"),
+        ("sort=-createdAt", "created_at DESC, order_id"),
+        ("q=espresso", ""),
+    ] {
         let mut seen: Vec<String> = Vec::new();
         let mut cursor: Option<String> = None;
         let mut total = None;
@@ -138,10 +188,12 @@ async fn paging_visits_every_hit_once() {
         assert_eq!(seen.len() as i64, total.unwrap(), "{filter}: every hit");
         if !order.is_empty() {
             let condition = if filter.starts_with("status") { "WHERE status = 'SHIPPED'" } else { "" };
-            let expected: Vec<String> = sqlx::query_scalar(&format!("SELECT order_id FROM read_models.order_search {condition} ORDER BY {order}"))
-                .fetch_all(&db.pool)
-                .await
-                .unwrap();
+            let expected: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT order_id FROM read_models.order_search {condition} ORDER BY {order}"
+            ))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
             assert_eq!(seen, expected, "{filter}: order");
         }
     }
@@ -160,7 +212,9 @@ async fn reads_conveniences_and_parameter_errors() {
     assert_eq!(body["data"]["shipping"]["carrier"], "DHL");
     assert_eq!(body["consistency"]["projection"], "order-details");
     assert_eq!(body["consistency"]["version"], 1);
-    assert!(body["consistency"]["watermark"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum::<i64>() > 0);
+    assert!(
+        body["consistency"]["watermark"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum::<i64>() > 0
+    );
     assert!(body["consistency"]["last_event_at"].is_string());
 
     let (status, body) = api.get("/orders?customerId=cust-7").await;
@@ -175,7 +229,10 @@ async fn reads_conveniences_and_parameter_errors() {
 
     let (status, body) = api.get("/stats/daily?from=2026-11-20&to=2026-11-20").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["data"], json!([{"day": "2026-11-20", "order_count": 2, "total_revenue": "196.27", "average_order_value": "98.14", "orders_by_status": {"SHIPPED": 2}}]));
+    assert_eq!(
+        body["data"],
+        json!([{"day": "2026-11-20", "order_count": 2, "total_revenue": "196.27", "average_order_value": "98.14", "orders_by_status": {"SHIPPED": 2}}])
+    );
 
     let (status, body) = api.get("/read-models/order_summaries/ord-1002").await;
     assert_eq!((status, body["data"]["total"].clone()), (StatusCode::OK, json!("79.47")));
@@ -208,14 +265,23 @@ async fn reads_conveniences_and_parameter_errors() {
     let cursor = body["next_cursor"].as_str().unwrap();
     let (status, body) = api.get(&format!("/orders/search?sort=-total&cursor={cursor}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a cursor of another sort: {body}");
-    for path in ["/read-models/nope/1", "/read-models/nope", "/orders/ord-404", "/read-models/order_summaries/ord-404"] {
+    for path in ["/read-models/nope/1", "/read-models/nope", "/orders/ord-404", "/read-models/order_summaries/ord-404"]
+    {
         let (status, body) = api.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }
 
     let (status, body) = api.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
-    for path in ["/orders/search", "/orders/{id}", "/orders", "/stats/daily", "/read-models/{collection}", "/read-models/{collection}/{key}", "/events"] {
+    for path in [
+        "/orders/search",
+        "/orders/{id}",
+        "/orders",
+        "/stats/daily",
+        "/read-models/{collection}",
+        "/read-models/{collection}/{key}",
+        "/events",
+    ] {
         assert!(body["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
 }
@@ -257,7 +323,10 @@ async fn an_event_published_through_the_api_is_readable_with_after() {
     assert_eq!(body["error"]["code"], "not_yet_applied");
     assert!(body["error"]["details"]["watermark"].is_object(), "{body}");
     let (status, body) = api.get("/orders/ord-1001?after=zero&wait_ms=200").await;
-    assert_eq!((status, body["error"]["message"].as_str().unwrap().starts_with("after:")), (StatusCode::BAD_REQUEST, true));
+    assert_eq!(
+        (status, body["error"]["message"].as_str().unwrap().starts_with("after:")),
+        (StatusCode::BAD_REQUEST, true)
+    );
 }
 
 /// An answer from a projection lagging over `query.stale_lag` says so.
@@ -271,9 +340,19 @@ async fn answers_from_a_lagging_projection_are_flagged_stale() {
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
     let api = Query { base: config.query_url(), http: reqwest::Client::new() };
     let (_, body) = api.get("/orders/ord-1001").await;
-    assert_eq!((body["consistency"]["stale"].clone(), body["consistency"]["lag"].clone()), (json!(false), json!(0)), "{body}");
+    assert_eq!(
+        (body["consistency"]["stale"].clone(), body["consistency"]["lag"].clone()),
+        (json!(false), json!(0)),
+        "{body}"
+    );
 
-    let paused = api.http.post(format!("{}/admin/projections/order-details/pause", config.admin_url())).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let paused = api
+        .http
+        .post(format!("{}/admin/projections/order-details/pause", config.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(paused.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     publish(&topic, &catalog()).await;

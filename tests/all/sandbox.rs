@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use projector::runtime::types::{Event, Header, Operation, Value};
-use projector::runtime::{CallError, LoadError, Limits, Plugin, Runtime, StateOverlay, CALL_FUEL, MAX_TRANSFER, REST_AFTER_FAILURE};
 use projector::config::MAX_FUEL_PER_EVENT;
+use projector::runtime::types::{Event, Header, Operation, Value};
+use projector::runtime::{
+    CallError, Limits, LoadError, Plugin, Runtime, StateOverlay, CALL_FUEL, MAX_TRANSFER, REST_AFTER_FAILURE,
+};
 use projector_tests::*;
 
 /// The host's default fuel per event.
@@ -159,9 +161,8 @@ fn under_cpu_load_only_the_looping_event_runs_out_of_fuel() {
     let runtime = runtime_with_fuel(TEST_FUEL_PER_EVENT, NO_DEADLINE);
     let plugin = load(&runtime, MISBEHAVING);
     let looping = 5;
-    let events: Vec<Event> = (0..8)
-        .map(|offset| event(offset, if offset == looping { "Spin" } else { "Churn" }))
-        .collect();
+    let events: Vec<Event> =
+        (0..8).map(|offset| event(offset, if offset == looping { "Spin" } else { "Churn" })).collect();
     let _load = CpuLoad::start(4);
     let expected = |len: usize| {
         (len > looping as usize).then(|| CallError::Fuel { budget: CALL_FUEL + len as u64 * TEST_FUEL_PER_EVENT })
@@ -236,7 +237,11 @@ fn a_sleeping_plugin_cannot_outlast_the_deadline() {
 /// hold without bound what it produces.
 #[test]
 fn floods_of_state_writes_and_operations_fail_the_call() {
-    let runtime = Runtime::new(Limits { call_timeout: Duration::from_secs(30), max_memory: 256 << 20, fuel_per_event: MAX_FUEL_PER_EVENT }, None).unwrap();
+    let runtime = Runtime::new(
+        Limits { call_timeout: Duration::from_secs(30), max_memory: 256 << 20, fuel_per_event: MAX_FUEL_PER_EVENT },
+        None,
+    )
+    .unwrap();
     let plugin = load(&runtime, MISBEHAVING);
     let error = plugin.handle(&[event(0, "Flood")], state()).err().unwrap();
     let CallError::Trap { message } = error else { panic!("{error:?}") };
@@ -244,7 +249,9 @@ fn floods_of_state_writes_and_operations_fail_the_call() {
     let error = plugin.handle(&[event(1, "Ok"), event(2, "Burst")], state()).err().unwrap();
     assert_eq!(
         error,
-        CallError::Contract("handle returned 200001 operations for 2 events; one call may return at most 100000".into())
+        CallError::Contract(
+            "handle returned 200001 operations for 2 events; one call may return at most 100000".into()
+        )
     );
 }
 
@@ -331,7 +338,10 @@ fn the_example_plugins_describe_their_read_models() {
             (plugin.spec().name().to_string(), plugin.spec().version())
         })
         .collect();
-    assert_eq!(names, [("order-summaries".to_string(), 1), ("order-details".into(), 1), ("daily-order-stats".into(), 1)]);
+    assert_eq!(
+        names,
+        [("order-summaries".to_string(), 1), ("order-details".into(), 1), ("daily-order-stats".into(), 1)]
+    );
 }
 
 #[test]
@@ -353,7 +363,10 @@ fn bytes_that_are_not_a_component_are_refused() {
 fn an_unavailable_state_store_is_a_retryable_failure_not_a_trap() {
     let runtime = runtime();
     let plugin = load(&runtime, ORDER_SUMMARIES);
-    let events = projector::dryrun::events("t", projector::dryrun::parse_jsonl(include_str!("../../plugins/testdata/samples.jsonl")).unwrap());
+    let events = projector::dryrun::events(
+        "t",
+        projector::dryrun::parse_jsonl(include_str!("../../plugins/testdata/samples.jsonl")).unwrap(),
+    );
     let down = StateOverlay::new(
         HashMap::new(),
         Box::new(|_| Err(anyhow::Error::new(projector::runtime::StateUnavailable("connection reset".into())))),
@@ -371,7 +384,8 @@ fn an_unavailable_state_store_is_a_retryable_failure_not_a_trap() {
 #[test]
 fn a_tampered_compiled_artifact_is_refused_and_compiled_again() {
     let dir = std::env::temp_dir().join(unique("artifacts"));
-    let limits = || Limits { call_timeout: Duration::from_secs(5), max_memory: 32 << 20, fuel_per_event: FUEL_PER_EVENT };
+    let limits =
+        || Limits { call_timeout: Duration::from_secs(5), max_memory: 32 << 20, fuel_per_event: FUEL_PER_EVENT };
     load(&Runtime::new(limits(), Some(dir.clone())).unwrap(), MISBEHAVING);
     let artifacts: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

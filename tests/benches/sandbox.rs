@@ -161,7 +161,11 @@ fn fuel_cost(plugin: &Plugin, events: &[Event]) -> FuelCost {
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn limits() -> Limits {
-    Limits { call_timeout: Duration::from_secs(30), max_memory: 256 << 20, fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT }
+    Limits {
+        call_timeout: Duration::from_secs(30),
+        max_memory: 256 << 20,
+        fuel_per_event: projector::config::DEFAULT_FUEL_PER_EVENT,
+    }
 }
 
 fn main() {
@@ -174,16 +178,21 @@ fn main() {
     println!("| plugin | native (events/s) | sandboxed (events/s) | sandboxed / native |");
     println!("|---|---:|---:|---:|");
     let rows = [
-        ("order-summaries", native::<order_summaries::OrderSummaries>(&native_events), projector_tests::ORDER_SUMMARIES),
+        (
+            "order-summaries",
+            native::<order_summaries::OrderSummaries>(&native_events),
+            projector_tests::ORDER_SUMMARIES,
+        ),
         ("order-details", native::<order_details::OrderDetails>(&native_events), projector_tests::ORDER_DETAILS),
-        ("daily-order-stats", native::<daily_order_stats::DailyOrderStats>(&native_events), projector_tests::DAILY_ORDER_STATS),
+        (
+            "daily-order-stats",
+            native::<daily_order_stats::DailyOrderStats>(&native_events),
+            projector_tests::DAILY_ORDER_STATS,
+        ),
     ];
     for (name, native_rate, wasm) in rows {
         let sandboxed_rate = sandboxed(runtime, wasm, &events);
-        println!(
-            "| {name} | {native_rate:.0} | {sandboxed_rate:.0} | {:.2} |",
-            sandboxed_rate / native_rate
-        );
+        println!("| {name} | {native_rate:.0} | {sandboxed_rate:.0} | {:.2} |", sandboxed_rate / native_rate);
     }
     let languages = [
         ("Rust (wasm32-wasip2)", projector_tests::ORDER_SUMMARIES),

@@ -36,7 +36,11 @@ impl ApiError {
     /// A failure of ours (database down, ...): logged in full, answered without details.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "Admin API request failed.");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the host could not complete the request; see its log")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the host could not complete the request; see its log",
+        )
     }
 }
 
@@ -65,7 +69,9 @@ impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
         match &error {
             RegistryError::VersionExists { .. } => Self::new(StatusCode::CONFLICT, "version_exists", error.to_string()),
-            RegistryError::CollectionTaken { .. } => Self::new(StatusCode::CONFLICT, "collection_taken", error.to_string()),
+            RegistryError::CollectionTaken { .. } => {
+                Self::new(StatusCode::CONFLICT, "collection_taken", error.to_string())
+            }
             RegistryError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
             RegistryError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", error.to_string()),
             RegistryError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "registry_busy", error.to_string()),

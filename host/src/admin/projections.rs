@@ -43,11 +43,8 @@ fn describe(shared: &Shared, d: &Deployment) -> Value {
 fn describe_with(shared: &Shared, d: &Deployment, counts: &LetterCounts) -> Value {
     let progress = shared.board.get(d.id).unwrap_or_default();
     let (pending, redriven) = counts.get(&d.id).copied().unwrap_or_default();
-    let partitions: BTreeMap<String, Value> = progress
-        .partitions
-        .iter()
-        .map(|(p, pos)| (p.to_string(), json!(pos)))
-        .collect();
+    let partitions: BTreeMap<String, Value> =
+        progress.partitions.iter().map(|(p, pos)| (p.to_string(), json!(pos))).collect();
     json!({
         "id": d.id,
         "version": d.version,
@@ -141,11 +138,8 @@ pub async fn rebuild(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let deployments = shared.registry.of(&name).await?;
-    let source = deployments
-        .iter()
-        .find(|d| d.serving)
-        .or_else(|| deployments.first())
-        .expect("of() returns at least one");
+    let source =
+        deployments.iter().find(|d| d.serving).or_else(|| deployments.first()).expect("of() returns at least one");
     let spec = Spec::new(source.spec.clone()).map_err(ApiError::internal)?;
     let component = Component { sha256: &source.sha256, wasm: None, uploaded_by: &caller.name };
     let prefix = &shared.config.kafka.group_prefix;
@@ -259,7 +253,9 @@ pub async fn dead_letters(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let mut all = Vec::new();
     for d in shared.registry.of(&name).await? {
-        for mut letter in letters::list(shared.database.pool(), &d.schema, query.pending, limit).await.map_err(ApiError::internal)? {
+        for mut letter in
+            letters::list(shared.database.pool(), &d.schema, query.pending, limit).await.map_err(ApiError::internal)?
+        {
             letter["deployment"] = json!(d.id);
             letter["version"] = json!(d.version);
             letter["build"] = json!(d.build);
@@ -284,13 +280,16 @@ pub async fn redrive(
     let at = body.map(|Json(at)| (at.partition, at.offset));
     let mut requested = 0;
     for d in shared.registry.of(&name).await?.iter().filter(|d| d.status.runs()) {
-        requested += letters::request_redrive(shared.database.pool(), &d.schema, at).await.map_err(ApiError::internal)?;
+        requested +=
+            letters::request_redrive(shared.database.pool(), &d.schema, at).await.map_err(ApiError::internal)?;
     }
     if let (Some((partition, offset)), 0) = (at, requested) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("{name} has no pending dead letter at partition {partition} offset {offset} in a running deployment"),
+            format!(
+                "{name} has no pending dead letter at partition {partition} offset {offset} in a running deployment"
+            ),
         ));
     }
     tracing::info!(projection = %name, requested, by = %caller.name, "Dead letters re-drive requested.");

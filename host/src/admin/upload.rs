@@ -54,7 +54,8 @@ pub async fn drain(mut body: Body, bound: usize) {
 /// the rest is read and dropped (up to a bound) so that the client, still sending, receives
 /// the 413 answer instead of a reset connection.
 async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let unreadable = |e: axum::Error| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the body: {e}"));
+    let unreadable =
+        |e: axum::Error| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the body: {e}"));
     let mut kept = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -95,7 +96,9 @@ async fn validate(shared: &Shared, wasm: Vec<u8>) -> Result<Plugin, ApiError> {
             Ok(Compiled::InTime) => {}
             Ok(Compiled::Late) => return Err(too_slow()),
             // Loading below gives the error with its code (or the reason the child failed).
-            Ok(Compiled::Refused(reason)) => tracing::debug!(reason = %reason, "The compile child refused the component."),
+            Ok(Compiled::Refused(reason)) => {
+                tracing::debug!(reason = %reason, "The compile child refused the component.")
+            }
             Err(e) => tracing::warn!(error = %e, "Cannot compile in a child process; compiling in this one."),
         }
     }
@@ -250,11 +253,12 @@ pub struct DryRun {
 pub async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Json_>, ApiError> {
     let limit = shared.config.admin.max_upload_bytes() * 2 + (1 << 20);
     let bytes = read_limited(body, limit).await?;
-    let request: DryRun = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid dry-run request: {e}")))?;
-    let wasm = base64::engine::general_purpose::STANDARD
-        .decode(request.component.trim())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("component is not base64: {e}")))?;
+    let request: DryRun = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid dry-run request: {e}"))
+    })?;
+    let wasm = base64::engine::general_purpose::STANDARD.decode(request.component.trim()).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("component is not base64: {e}"))
+    })?;
     let plugin = validate(&shared, wasm).await?;
     let events = dryrun::events(&shared.config.kafka.topic, request.events);
     let outcome = tokio::task::spawn_blocking(move || dryrun::run(&plugin, &events))

@@ -41,12 +41,10 @@ async fn watermark(
     pool: &PgPool,
     schema: &str,
 ) -> Result<(BTreeMap<i32, i64>, Option<chrono::DateTime<chrono::Utc>>), sqlx::Error> {
-    let rows: Vec<(i32, i64, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(&format!(
-        "SELECT partition, next_offset, last_event_at FROM {}",
-        qualified(schema, "_offsets")
-    ))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i32, i64, Option<chrono::DateTime<chrono::Utc>>)> =
+        sqlx::query_as(&format!("SELECT partition, next_offset, last_event_at FROM {}", qualified(schema, "_offsets")))
+            .fetch_all(pool)
+            .await?;
     let last = rows.iter().filter_map(|r| r.2).max();
     Ok((rows.into_iter().map(|r| (r.0, r.1)).collect(), last))
 }
@@ -89,7 +87,13 @@ pub fn parse_after(text: &str) -> Result<Vec<(i32, i64)>, ApiError> {
             Ok((p.trim().parse().map_err(|_| ())?, o.trim().parse().map_err(|_| ())?))
         })
         .collect::<Result<Vec<_>, ()>>()
-        .map_err(|()| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "after: expected <partition>:<offset>[,<partition>:<offset>...]"))
+        .map_err(|()| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                "after: expected <partition>:<offset>[,<partition>:<offset>...]",
+            )
+        })
 }
 
 /// Waits until every `(partition, offset)` of `after` is applied by `deployment` (its stored
@@ -105,7 +109,10 @@ pub async fn wait_for(
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "projection_failed",
-            format!("{} v{} stopped on an error and applies nothing more until it is fixed: {error}", deployment.name, deployment.version),
+            format!(
+                "{} v{} stopped on an error and applies nothing more until it is fixed: {error}",
+                deployment.name, deployment.version
+            ),
         )
         .with_details(details));
     }

@@ -63,9 +63,7 @@ pub async fn publish(
     }
     let producer = shared
         .producer
-        .get_or_try_init(|| async {
-            client_config(&shared.config.kafka).set("acks", "all").create::<FutureProducer>()
-        })
+        .get_or_try_init(|| async { client_config(&shared.config.kafka).set("acks", "all").create::<FutureProducer>() })
         .await
         .map_err(ApiError::internal)?;
     let payload = event.value.to_string();
@@ -75,10 +73,13 @@ pub async fn publish(
     }
     let topic = &shared.config.kafka.topic;
     let record = FutureRecord::to(topic).key(&event.key).payload(&payload).headers(record_headers);
-    let delivery = producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "publish_failed", format!("the broker did not take the event: {e}")))?;
+    let delivery = producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "publish_failed",
+            format!("the broker did not take the event: {e}"),
+        )
+    })?;
     Ok((
         StatusCode::CREATED,
         Json(Published {

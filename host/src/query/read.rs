@@ -20,7 +20,13 @@ use crate::supervisor::Shared;
 
 /// The live deployment serving `name`, and the collection's declaration.
 pub async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collection), ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", format!("no live read model serves collection `{name}`"));
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_collection",
+            format!("no live read model serves collection `{name}`"),
+        )
+    };
     // The supervisor keeps the catalog current (it reconciles on every registry change); the
     // registry answers for a collection the catalog does not know yet.
     let cached = shared.catalog.read().expect("not poisoned").get(name).cloned();
@@ -107,7 +113,8 @@ pub async fn list(
         .filter(|f| f.sortable || collection.primary_key.contains(&f.name))
         .ok_or_else(|| bad("order_by", &format!("`{sort_name}` is not a sortable field")))?;
     let sort_expr = sort_key(sort_field)?;
-    let key: Vec<&Field> = collection.primary_key.iter().map(|k| field(collection, k).expect("validated spec")).collect();
+    let key: Vec<&Field> =
+        collection.primary_key.iter().map(|k| field(collection, k).expect("validated spec")).collect();
     let key_exprs: Vec<String> = key.iter().map(|f| format!("t.{}", ident(&f.name))).collect();
 
     let mut params = Params::default();
@@ -128,8 +135,11 @@ pub async fn list(
             return Err(bad("cursor", "not a cursor of this collection"));
         }
         let value = params.push(cursor.value.clone().unwrap_or_default(), rows::cast(sort_field)?);
-        let keys: Vec<String> =
-            key.iter().zip(&cursor.key).map(|(f, k)| Ok(params.push(k.clone(), rows::cast(f)?))).collect::<Result<_, ApiError>>()?;
+        let keys: Vec<String> = key
+            .iter()
+            .zip(&cursor.key)
+            .map(|(f, k)| Ok(params.push(k.clone(), rows::cast(f)?)))
+            .collect::<Result<_, ApiError>>()?;
         let beyond = if descending { "<" } else { ">" };
         conditions.push(format!(
             "({sort_expr} {beyond} {value} OR ({sort_expr} = {value} AND ({}) > ({})))",
@@ -180,7 +190,11 @@ fn sort_key(f: &Field) -> Result<String, ApiError> {
 fn query_error(error: sqlx::Error) -> ApiError {
     if let sqlx::Error::Database(db) = &error {
         if db.code().is_some_and(|c| c.starts_with("22")) {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("a parameter was refused: {}", db.message()));
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("a parameter was refused: {}", db.message()),
+            );
         }
     }
     ApiError::internal(error)
@@ -276,7 +290,8 @@ fn renamed(
             fields.push((field.to_string(), value));
         }
     }
-    let kept: HashMap<String, String> = passthrough.iter().filter_map(|p| params.remove(*p).map(|v| (p.to_string(), v))).collect();
+    let kept: HashMap<String, String> =
+        passthrough.iter().filter_map(|p| params.remove(*p).map(|v| (p.to_string(), v))).collect();
     if let Some(unknown) = params.keys().next() {
         return Err(bad(unknown, "unknown parameter"));
     }
@@ -351,7 +366,13 @@ pub async fn daily_stats(
         }
         ranges.push(("day".to_string(), if op == ">=" { ">=" } else { "<=" }, value));
     }
-    let request = ListRequest { equals: Vec::new(), ranges, order_by: Some("day".into()), limit: kept.remove("limit"), cursor: kept.remove("cursor") };
+    let request = ListRequest {
+        equals: Vec::new(),
+        ranges,
+        order_by: Some("day".into()),
+        limit: kept.remove("limit"),
+        cursor: kept.remove("cursor"),
+    };
     let (rows, next) = list(&shared, &collection, request).await?;
     Ok(Json(json!({"data": rows, "next_cursor": next, "consistency": consistency})))
 }

@@ -38,8 +38,7 @@ pub fn row_json(collection: &Collection) -> String {
         .fields
         .chunks(50)
         .map(|chunk| {
-            let pairs: Vec<String> =
-                chunk.iter().map(|f| format!("'{}', {}", f.name, json_expr(f))).collect();
+            let pairs: Vec<String> = chunk.iter().map(|f| format!("'{}', {}", f.name, json_expr(f))).collect();
             format!("jsonb_build_object({})", pairs.join(", "))
         })
         .collect::<Vec<_>>()
@@ -187,7 +186,11 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_belong_to_their_sort() {
-        let cursor = Cursor { sort: "-createdAt".into(), value: Some("2026-11-20 09:00:00+00".into()), key: vec!["ord-1".into()] };
+        let cursor = Cursor {
+            sort: "-createdAt".into(),
+            value: Some("2026-11-20 09:00:00+00".into()),
+            key: vec!["ord-1".into()],
+        };
         let text = cursor.encode();
         assert_eq!(Cursor::decode(&text, "-createdAt").unwrap(), cursor);
         assert!(Cursor::decode(&text, "total").unwrap_err().message.contains("belongs to sort `-createdAt`"));

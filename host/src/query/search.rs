@@ -30,11 +30,13 @@ const COUNT_CAP: i64 = 10_000;
 
 /// The words of a query, lowercased, without tsquery syntax. Accents are folded in SQL.
 pub fn words(q: &str) -> Vec<String> {
-    q.split(|c: char| c.is_whitespace() || matches!(c, '\'' | '\\' | '&' | '|' | '!' | '(' | ')' | ':' | '<' | '>' | '*'))
-        .map(|w| w.trim_matches(|c: char| matches!(c, '-' | '.' | ',' | ';' | '"')))
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
+    q.split(|c: char| {
+        c.is_whitespace() || matches!(c, '\'' | '\\' | '&' | '|' | '!' | '(' | ')' | ':' | '<' | '>' | '*')
+    })
+    .map(|w| w.trim_matches(|c: char| matches!(c, '-' | '.' | ',' | ';' | '"')))
+    .filter(|w| !w.is_empty())
+    .map(str::to_lowercase)
+    .collect()
 }
 
 /// The tsquery text of a search: every word a quoted lexeme, all required; the last one either
@@ -109,7 +111,9 @@ pub async fn search(
     };
     if expanded.as_ref().is_some_and(Vec::is_empty) {
         // The last word starts no lexeme at all: nothing can match.
-        return Ok(Json(json!({"hits": [], "total": 0, "total_exact": true, "next_cursor": null, "sort": params.get("sort").cloned().unwrap_or_else(|| "relevance".into()), "consistency": consistency})));
+        return Ok(Json(
+            json!({"hits": [], "total": 0, "total_exact": true, "next_cursor": null, "sort": params.get("sort").cloned().unwrap_or_else(|| "relevance".into()), "consistency": consistency}),
+        ));
     }
     let query = tsquery(&words, expanded.as_deref()).map(|text| sql.push(text, "text"));
     if let Some(query) = &query {
@@ -122,8 +126,9 @@ pub async fn search(
     }
     for (parameter, op) in [("from", ">="), ("to", "<")] {
         if let Some(value) = params.get(parameter) {
-            let instant = parse_instant(value)
-                .ok_or_else(|| bad(parameter, &format!("`{value}` is not an RFC 3339 timestamp or a date (YYYY-MM-DD)")))?;
+            let instant = parse_instant(value).ok_or_else(|| {
+                bad(parameter, &format!("`{value}` is not an RFC 3339 timestamp or a date (YYYY-MM-DD)"))
+            })?;
             conditions.push(format!("t.created_at {op} {}", sql.push(instant.to_rfc3339(), "timestamptz")));
         }
     }
@@ -134,7 +139,12 @@ pub async fn search(
         None if query.is_some() => "relevance",
         None => "-createdAt",
         Some(s @ ("relevance" | "createdAt" | "-createdAt" | "total" | "-total")) => s,
-        Some(other) => return Err(bad("sort", &format!("`{other}` is not one of relevance, createdAt, -createdAt, total, -total"))),
+        Some(other) => {
+            return Err(bad(
+                "sort",
+                &format!("`{other}` is not one of relevance, createdAt, -createdAt, total, -total"),
+            ))
+        }
     }
     .to_string();
     let (key, cast, descending) = match sort.as_str() {
@@ -142,7 +152,9 @@ pub async fn search(
             let query = query.as_ref().ok_or_else(|| bad("sort", "relevance needs q"))?;
             (format!("ts_rank(t.{}, projector.search_query({query}))", ident(SEARCH_COLUMN)), "real", true)
         }
-        "createdAt" | "-createdAt" => ("COALESCE(t.created_at, '-infinity'::timestamptz)".to_string(), "timestamptz", sort.starts_with('-')),
+        "createdAt" | "-createdAt" => {
+            ("COALESCE(t.created_at, '-infinity'::timestamptz)".to_string(), "timestamptz", sort.starts_with('-'))
+        }
         _ => ("COALESCE(t.total, '-Infinity'::numeric)".to_string(), "numeric", sort.starts_with('-')),
     };
     if let Some(text) = params.get("cursor") {
@@ -154,7 +166,11 @@ pub async fn search(
         conditions.push(format!("({key} {beyond} {value} OR ({key} = {value} AND t.order_id > {id}))"));
     }
     let clause = |conditions: &[String]| {
-        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        }
     };
     let direction = if descending { "DESC" } else { "ASC" };
     let view = rows::view(&collection);
@@ -172,12 +188,10 @@ pub async fn search(
     let (total, total_exact) = if counted_in_page {
         (fetched.first().map_or(0, |row| row.get::<i64, _>(3)), true)
     } else {
-        let count_sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM {view} t {} LIMIT {}) hits",
-            clause(&filters),
-            COUNT_CAP + 1
-        );
-        let counted: i64 = filter_params.bind(sqlx::query(&count_sql)).fetch_one(pool).await.map_err(ApiError::internal)?.get(0);
+        let count_sql =
+            format!("SELECT count(*) FROM (SELECT 1 FROM {view} t {} LIMIT {}) hits", clause(&filters), COUNT_CAP + 1);
+        let counted: i64 =
+            filter_params.bind(sqlx::query(&count_sql)).fetch_one(pool).await.map_err(ApiError::internal)?.get(0);
         (counted.min(COUNT_CAP), counted <= COUNT_CAP)
     };
 
@@ -195,7 +209,9 @@ pub async fn search(
         }
         hits.push(hit);
     }
-    Ok(Json(json!({"hits": hits, "total": total, "total_exact": total_exact, "next_cursor": next, "sort": sort, "consistency": consistency})))
+    Ok(Json(
+        json!({"hits": hits, "total": total, "total_exact": total_exact, "next_cursor": next, "sort": sort, "consistency": consistency}),
+    ))
 }
 
 #[cfg(test)]

@@ -95,9 +95,7 @@ pub struct Limits {
 impl Limits {
     /// The fuel budget of a call of `events` events.
     pub fn call_fuel(&self, events: usize) -> u64 {
-        self.fuel_per_event
-            .saturating_mul(events as u64)
-            .saturating_add(CALL_FUEL)
+        self.fuel_per_event.saturating_mul(events as u64).saturating_add(CALL_FUEL)
     }
 }
 
@@ -201,10 +199,7 @@ impl CallError {
     pub fn is_deterministic(&self) -> bool {
         match self {
             CallError::Timeout(_) | CallError::StateUnavailable(_) => false,
-            CallError::Fuel { .. }
-            | CallError::Memory { .. }
-            | CallError::Trap { .. }
-            | CallError::Contract(_) => true,
+            CallError::Fuel { .. } | CallError::Memory { .. } | CallError::Trap { .. } | CallError::Contract(_) => true,
         }
     }
 }
@@ -234,10 +229,7 @@ impl Runtime {
         interruption: Interruption,
     ) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(interruption.deadline())
-            .consume_fuel(interruption.fuel());
+        config.wasm_component_model(true).epoch_interruption(interruption.deadline()).consume_fuel(interruption.fuel());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -252,14 +244,12 @@ impl Runtime {
         let ticker = Arc::new(AtomicBool::new(true));
         let running = ticker.clone();
         let ticking = engine.clone();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while running.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
+        std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                ticking.increment_epoch();
+            }
+        })?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -289,10 +279,8 @@ impl Runtime {
         if !missing.is_empty() {
             return Err(LoadError::WrongWorld(format!("it does not export {}", missing.join(" and "))));
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let pre =
+            self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
         let pre = ProjectionPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let mut plugin = Plugin {
             pre,
@@ -339,13 +327,10 @@ impl Runtime {
 
     fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Component, LoadError> {
         let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, wasm)
-                .map_err(|e| LoadError::Compile(format!("{e:#}")));
+            return Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")));
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
         let path = dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
         if path.exists() {
             match load_artifact(&self.engine, dir, &path) {
@@ -355,8 +340,7 @@ impl Runtime {
                 }
             }
         }
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         if let Err(e) = store_artifact(&component, dir, &path) {
             tracing::warn!(path = %path.display(), error = %e, "Could not cache compiled plugin.");
         }
@@ -507,9 +491,7 @@ impl Plugin {
 
     fn describe(&mut self) -> Result<types::ProjectionSpec, CallError> {
         let (mut store, instance) = self.instantiate("(loading)", None, DESCRIBE_FUEL)?;
-        let spec = instance
-            .call_describe(&mut store)
-            .map_err(|e| self.call_error(&store, e, DESCRIBE_FUEL))?;
+        let spec = instance.call_describe(&mut store).map_err(|e| self.call_error(&store, e, DESCRIBE_FUEL))?;
         self.describe_fuel = self.spent(&store, DESCRIBE_FUEL);
         Ok(spec)
     }
@@ -519,11 +501,7 @@ impl Plugin {
     ///
     /// A call that fails as a whole (except for state that could not be loaded for now) makes
     /// the plugin rest: see [`Plugin::rest`].
-    pub fn handle(
-        &self,
-        events: &[Event],
-        state: StateOverlay,
-    ) -> Result<(EventResults, StateOverlay), CallError> {
+    pub fn handle(&self, events: &[Event], state: StateOverlay) -> Result<(EventResults, StateOverlay), CallError> {
         let started = Instant::now();
         let outcome = self.call_handle(events, state);
         if !matches!(outcome, Err(CallError::StateUnavailable(_))) {
@@ -540,16 +518,10 @@ impl Plugin {
         self.rest.left()
     }
 
-    fn call_handle(
-        &self,
-        events: &[Event],
-        state: StateOverlay,
-    ) -> Result<(EventResults, StateOverlay), CallError> {
+    fn call_handle(&self, events: &[Event], state: StateOverlay) -> Result<(EventResults, StateOverlay), CallError> {
         let budget = self.limits.call_fuel(events.len());
         let (mut store, instance) = self.instantiate(self.spec().name(), Some(state), budget)?;
-        let results = instance
-            .call_handle(&mut store, events)
-            .map_err(|e| self.call_error(&store, e, budget))?;
+        let results = instance.call_handle(&mut store, events).map_err(|e| self.call_error(&store, e, budget))?;
         self.fuel_spent.fetch_add(self.spent(&store, budget), Ordering::Relaxed);
         if results.len() != events.len() {
             return Err(CallError::Contract(format!(
@@ -578,10 +550,7 @@ impl Plugin {
         state: Option<StateOverlay>,
         fuel: u64,
     ) -> Result<(Store<Sandbox>, Projection), CallError> {
-        let mut store = Store::new(
-            &self.engine,
-            Sandbox::new(name, self.limits.max_memory, state),
-        );
+        let mut store = Store::new(&self.engine, Sandbox::new(name, self.limits.max_memory, state));
         store.limiter(|sandbox| sandbox.limiter());
         store.set_hostcall_fuel(MAX_TRANSFER);
         if self.interruption.fuel() {
@@ -591,21 +560,13 @@ impl Plugin {
             store.set_epoch_deadline(self.deadline_ticks());
             store.epoch_deadline_trap();
         }
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.call_error(&store, e, fuel))?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| self.call_error(&store, e, fuel))?;
         Ok((store, instance))
     }
 
     /// The deadline in epoch ticks (at least one).
     fn deadline_ticks(&self) -> u64 {
-        let ticks = self
-            .limits
-            .call_timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
+        let ticks = self.limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         ticks as u64
     }
 
@@ -620,10 +581,7 @@ impl Plugin {
             return CallError::StateUnavailable(message.to_owned());
         }
         if let Some(desired) = store.data().memory_exceeded() {
-            return CallError::Memory {
-                cap: self.limits.max_memory,
-                desired,
-            };
+            return CallError::Memory { cap: self.limits.max_memory, desired };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => return CallError::Timeout(self.limits.call_timeout),

@@ -17,9 +17,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView,
-};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::projector::projection::{log, state};
 use super::bindings::types::Level;
@@ -70,12 +68,7 @@ pub struct StateOverlay {
 impl StateOverlay {
     /// An overlay over prefetched values (`None` = known to be absent).
     pub fn new(loaded: HashMap<String, Option<Vec<u8>>>, loader: StateLoader) -> Self {
-        Self {
-            loaded,
-            writes: HashMap::new(),
-            loader,
-            unavailable: None,
-        }
+        Self { loaded, writes: HashMap::new(), loader, unavailable: None }
     }
 
     /// Reads a key, loading it on a miss.
@@ -143,12 +136,7 @@ impl Sandbox {
         Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: MemoryCap {
-                max_memory,
-                exceeded: None,
-                used: 0,
-                peak: 0,
-            },
+            limits: MemoryCap { max_memory, exceeded: None, used: 0, peak: 0 },
             stderr,
             state,
             projection: projection.to_string(),
@@ -176,9 +164,7 @@ impl Sandbox {
 
     /// What the plugin wrote to stderr, lossily decoded and trimmed.
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_string()
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
     }
 
     /// Counts one state write of `bytes` against the call's caps.
@@ -195,9 +181,7 @@ impl Sandbox {
     }
 
     fn state(&mut self) -> wasmtime::Result<&mut StateOverlay> {
-        self.state
-            .as_mut()
-            .ok_or_else(|| wasmtime::format_err!("state is not available during describe"))
+        self.state.as_mut().ok_or_else(|| wasmtime::format_err!("state is not available during describe"))
     }
 }
 
@@ -232,25 +216,12 @@ impl MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.grow(current, desired)
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.grow(
-            current.saturating_mul(TABLE_ELEMENT_BYTES),
-            desired.saturating_mul(TABLE_ELEMENT_BYTES),
-        )
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow(current.saturating_mul(TABLE_ELEMENT_BYTES), desired.saturating_mul(TABLE_ELEMENT_BYTES))
     }
 
     fn instances(&self) -> usize {
@@ -355,10 +326,7 @@ impl monotonic_clock::Host for Timers<'_> {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -370,10 +338,7 @@ impl state::Host for Sandbox {
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
         check_key(&key)?;
         if value.len() > MAX_STATE_VALUE {
-            wasmtime::bail!(
-                "state value under `{key}` is {} bytes; the limit is {MAX_STATE_VALUE}",
-                value.len()
-            );
+            wasmtime::bail!("state value under `{key}` is {} bytes; the limit is {MAX_STATE_VALUE}", value.len());
         }
         self.count_write(key.len() + value.len())?;
         self.state()?.write(key, Some(value));
@@ -442,16 +407,8 @@ mod tests {
         let mut loaded = HashMap::new();
         loaded.insert("a".to_string(), Some(b"1".to_vec()));
         loaded.insert("gone".to_string(), None);
-        let mut overlay = StateOverlay::new(
-            loaded,
-            Box::new(|key| {
-                Ok(if key == "far" {
-                    Some(b"3".to_vec())
-                } else {
-                    None
-                })
-            }),
-        );
+        let mut overlay =
+            StateOverlay::new(loaded, Box::new(|key| Ok(if key == "far" { Some(b"3".to_vec()) } else { None })));
         assert_eq!(overlay.get("a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(overlay.get("gone").unwrap(), None);
         assert_eq!(overlay.get("far").unwrap(), Some(b"3".to_vec()));

@@ -119,19 +119,14 @@ impl SeedingContext {
     }
 
     fn seeded(&self, partitions: &[i32]) -> TopicPartitionList {
-        let stored = if self.cancel.is_cancelled() {
-            None
-        } else {
-            Some(self.stored_offsets())
-        };
+        let stored = if self.cancel.is_cancelled() { None } else { Some(self.stored_offsets()) };
         let mut tpl = TopicPartitionList::new();
         let mut assigned = HashMap::new();
         if let Some(stored) = stored {
             for &partition in partitions {
                 let next = stored.get(&partition).copied();
                 let offset = next.map_or(Offset::Beginning, Offset::Offset);
-                tpl.add_partition_offset(&self.topic, partition, offset)
-                    .expect("valid offset");
+                tpl.add_partition_offset(&self.topic, partition, offset).expect("valid offset");
                 assigned.insert(partition, next);
             }
         }
@@ -144,19 +139,10 @@ impl SeedingContext {
 impl ClientContext for SeedingContext {}
 
 impl ConsumerContext for SeedingContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let partitions: Vec<i32> = tpl
-                    .elements_for_topic(&self.topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
+                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
                 let seeded = self.seeded(&partitions);
                 tracing::info!(group = %self.group, topic = %self.topic, partitions = ?partitions, "Partitions assigned; starting from stored offsets.");
                 if let Err(e) = consumer.assign(&seeded) {
@@ -188,11 +174,7 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
 }
 
 /// A consumer in `group`, subscribed to the topic, seeding assignments through `context`.
-pub fn subscribe(
-    config: &KafkaConfig,
-    group: &str,
-    context: SeedingContext,
-) -> KafkaResult<ProjectionConsumer> {
+pub fn subscribe(config: &KafkaConfig, group: &str, context: SeedingContext) -> KafkaResult<ProjectionConsumer> {
     let consumer: ProjectionConsumer = client_config(config)
         .set("group.id", group)
         .set("client.id", format!("projector-{group}"))
@@ -200,10 +182,7 @@ pub fn subscribe(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            config.heartbeat_interval_ms.to_string(),
-        )
+        .set("heartbeat.interval.ms", config.heartbeat_interval_ms.to_string())
         .set("partition.assignment.strategy", "range")
         .create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;

@@ -18,8 +18,7 @@
 
 use order_events::{handle_once, status, AppliedEvents, OrderEvent, OrderState};
 use projector_sdk::{
-    money, Collection, Context, Date, Decimal, Error, Event, Field, Operation, Projection,
-    ProjectionSpec,
+    money, Collection, Context, Date, Decimal, Error, Event, Field, Operation, Projection, ProjectionSpec,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -68,8 +67,9 @@ impl Projection for DailyOrderStats {
                         .description("total_revenue / order_count, 2 decimals (computed by the host)."),
                 )
                 .field(
-                    Field::json("orders_by_status")
-                        .description("How many of that day's orders are currently in each status, e.g. {\"SHIPPED\": 2}."),
+                    Field::json("orders_by_status").description(
+                        "How many of that day's orders are currently in each status, e.g. {\"SHIPPED\": 2}.",
+                    ),
                 )
                 .primary_key(["day"]),
         )
@@ -90,9 +90,7 @@ fn apply(state: &mut StatsState, event: &OrderEvent) -> Vec<Operation> {
             }
             Vec::new()
         }
-        OrderEvent::Submitted(e) => {
-            counted(state, e.submitted_at.at.date(), e.total, status::SUBMITTED)
-        }
+        OrderEvent::Submitted(e) => counted(state, e.submitted_at.at.date(), e.total, status::SUBMITTED),
         OrderEvent::Placed(e) => counted(state, e.occurred_at.at.date(), e.total, status::PLACED),
         OrderEvent::Shipped(_) => moved(state, status::SHIPPED),
         OrderEvent::Cancelled(_) => moved(state, status::CANCELLED),
@@ -119,9 +117,7 @@ fn moved(state: &mut StatsState, new_status: &str) -> Vec<Operation> {
     match (state.day, previous) {
         (Some(day), Some(previous)) if previous != new_status => {
             let amounts = json!({ previous: -1, new_status: 1 });
-            vec![Operation::increment(COLLECTION, day)
-                .add("orders_by_status", amounts)
-                .into()]
+            vec![Operation::increment(COLLECTION, day).add("orders_by_status", amounts).into()]
         }
         _ => Vec::new(),
     }
@@ -146,27 +142,8 @@ mod tests {
         let results = harness.feed_all(&events_from_samples(SAMPLES));
         let counts: Vec<_> = results.iter().map(|r| r.as_ref().map(Vec::len)).collect();
         // Only submit/place (e-3, e-5, e-7) and ship/cancel of counted orders (e-4, e-8, e-10) write.
-        assert_eq!(
-            counts,
-            [
-                Ok(0),
-                Ok(0),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(0),
-                Ok(1),
-                Ok(0),
-                Ok(1),
-                Ok(0),
-                Ok(1)
-            ]
-        );
-        let rows: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        assert_eq!(counts, [Ok(0), Ok(0), Ok(1), Ok(1), Ok(1), Ok(0), Ok(1), Ok(0), Ok(1), Ok(0), Ok(1)]);
+        let rows: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         assert_eq!(
             rows,
             [
@@ -189,18 +166,10 @@ mod tests {
         let mut harness = Harness::<DailyOrderStats>::new();
         let events = events_from_samples(SAMPLES);
         harness.feed_all(&events[..5]);
-        let row = harness
-            .row(COLLECTION, day("2026-11-20"))
-            .unwrap()
-            .to_json();
+        let row = harness.row(COLLECTION, day("2026-11-20")).unwrap().to_json();
         assert_eq!(row["orders_by_status"], json!({"SHIPPED": 1, "PLACED": 1}));
-        let state = std::str::from_utf8(harness.state_bytes("ord-1001").unwrap())
-            .unwrap()
-            .to_owned();
-        assert_eq!(
-            state,
-            r#"{"applied":["e-1","e-2","e-3","e-4"],"status":"SHIPPED","day":"2026-11-20"}"#
-        );
+        let state = std::str::from_utf8(harness.state_bytes("ord-1001").unwrap()).unwrap().to_owned();
+        assert_eq!(state, r#"{"applied":["e-1","e-2","e-3","e-4"],"status":"SHIPPED","day":"2026-11-20"}"#);
     }
 
     #[test]
@@ -212,11 +181,7 @@ mod tests {
             r#"{"key":"ord-1001","headers":{"__TypeId__":"x.OrderSubmitted"},"value":{"eventId":"e-3b","orderId":"ord-1001","total":120.0,"submittedAt":"2026-11-22T09:00:00.000Z"}}"#,
         );
         assert_eq!(harness.feed(&resubmit), Ok(Vec::new()));
-        let rows: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        let rows: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         assert_eq!(
             rows,
             [json!({

@@ -49,7 +49,9 @@ impl Projection for Misbehaving {
             }
             Some("Echo") => return Ok(echo(&id)),
             Some("Burst") => {
-                return Ok((0..200_000).map(|i| Operation::upsert(COLLECTION, format!("{id}-{i}")).set("observed", "burst").into()).collect());
+                return Ok((0..200_000)
+                    .map(|i| Operation::upsert(COLLECTION, format!("{id}-{i}")).set("observed", "burst").into())
+                    .collect());
             }
             _ => {}
         }
@@ -141,8 +143,10 @@ fn ambient() -> String {
     // RandomState is seeded from the platform's random source.
     let hashed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 42u64);
     let env = std::env::vars().count();
-    let file = std::fs::read_to_string("/etc/passwd").map(|_| "read".to_string()).unwrap_or_else(|e| format!("denied ({e})"));
-    serde_json::json!({"wall": wall, "monotonic": monotonic as u64, "hash": hashed, "env": env, "file": file}).to_string()
+    let file =
+        std::fs::read_to_string("/etc/passwd").map(|_| "read".to_string()).unwrap_or_else(|e| format!("denied ({e})"));
+    serde_json::json!({"wall": wall, "monotonic": monotonic as u64, "hash": hashed, "env": env, "file": file})
+        .to_string()
 }
 
 projector_sdk::export_projection!(Misbehaving);

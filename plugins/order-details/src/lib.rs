@@ -13,8 +13,7 @@
 
 use order_events::{handle_once, status, summary, AppliedEvents, Instant, OrderEvent, OrderState, Price};
 use projector_sdk::{
-    money, Collection, Context, Decimal, Error, Event, Field, Operation, Projection,
-    ProjectionSpec, Value,
+    money, Collection, Context, Decimal, Error, Event, Field, Operation, Projection, ProjectionSpec, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,12 +69,7 @@ struct ShippingDoc<'a> {
 
 impl LineDoc {
     fn new(sku: &str, product_name: &str, quantity: i64, unit_price: &Price) -> Self {
-        Self {
-            sku: sku.into(),
-            product_name: product_name.into(),
-            quantity,
-            unit_price: unit_price.number().clone(),
-        }
+        Self { sku: sku.into(), product_name: product_name.into(), quantity, unit_price: unit_price.number().clone() }
     }
 }
 
@@ -113,38 +107,16 @@ fn apply(state: &mut DetailState, event: &OrderEvent) -> Result<Operation, Error
                 .map(|i| LineDoc::new(&i.product_id, &i.product_name, i.quantity, &i.unit_price))
                 .collect();
             state.total = money(e.items.iter().map(|i| i.unit_price.times(i.quantity)).sum());
-            opened(
-                row,
-                state,
-                &e.customer_id,
-                &e.customer_name,
-                status::CREATED,
-                &e.created_at,
-            )?
+            opened(row, state, &e.customer_id, &e.customer_name, status::CREATED, &e.created_at)?
         }
         OrderEvent::Placed(e) => {
-            state.lines = e
-                .lines
-                .iter()
-                .map(|l| LineDoc::new(&l.sku, &l.product_name, l.quantity, &l.unit_price))
-                .collect();
+            state.lines =
+                e.lines.iter().map(|l| LineDoc::new(&l.sku, &l.product_name, l.quantity, &l.unit_price)).collect();
             state.total = money(e.total);
-            opened(
-                row,
-                state,
-                &e.customer_id,
-                &e.customer_name,
-                status::PLACED,
-                &e.occurred_at,
-            )?
+            opened(row, state, &e.customer_id, &e.customer_name, status::PLACED, &e.occurred_at)?
         }
         OrderEvent::ItemAdded(e) => {
-            state.lines.push(LineDoc::new(
-                &e.product_id,
-                &e.product_name,
-                e.quantity,
-                &e.unit_price,
-            ));
+            state.lines.push(LineDoc::new(&e.product_id, &e.product_name, e.quantity, &e.unit_price));
             state.total = money(state.total + e.unit_price.times(e.quantity));
             row.set("lines", Value::json(&state.lines)?)
                 .set("item_count", state.lines.len() as i64)
@@ -153,12 +125,7 @@ fn apply(state: &mut DetailState, event: &OrderEvent) -> Result<Operation, Error
         }
         OrderEvent::Submitted(e) => {
             state.total = money(e.total);
-            changed(
-                row.set("total", state.total),
-                state,
-                status::SUBMITTED,
-                &e.submitted_at,
-            )?
+            changed(row.set("total", state.total), state, status::SUBMITTED, &e.submitted_at)?
         }
         OrderEvent::Shipped(e) => {
             let shipping = ShippingDoc {
@@ -166,19 +133,11 @@ fn apply(state: &mut DetailState, event: &OrderEvent) -> Result<Operation, Error
                 tracking_number: &e.tracking_number,
                 shipped_at: &e.shipped_at.text,
             };
-            changed(
-                row.set("shipping", Value::json(&shipping)?),
-                state,
-                status::SHIPPED,
-                &e.shipped_at,
-            )?
+            changed(row.set("shipping", Value::json(&shipping)?), state, status::SHIPPED, &e.shipped_at)?
         }
-        OrderEvent::Cancelled(e) => changed(
-            row.set("cancellation_reason", e.reason.as_deref()),
-            state,
-            status::CANCELLED,
-            &e.cancelled_at,
-        )?,
+        OrderEvent::Cancelled(e) => {
+            changed(row.set("cancellation_reason", e.reason.as_deref()), state, status::CANCELLED, &e.cancelled_at)?
+        }
     };
     Ok(row.into())
 }
@@ -209,14 +168,8 @@ fn changed(
     status: &str,
     at: &Instant,
 ) -> Result<projector_sdk::Upsert, Error> {
-    state.history.push(HistoryDoc {
-        status: status.into(),
-        at: at.text.clone(),
-    });
-    Ok(row
-        .set("status", status)
-        .set("updated_at", at.at)
-        .set("history", Value::json(&state.history)?))
+    state.history.push(HistoryDoc { status: status.into(), at: at.text.clone() });
+    Ok(row.set("status", status).set("updated_at", at.at).set("history", Value::json(&state.history)?))
 }
 
 projector_sdk::export_projection!(OrderDetails);
@@ -234,30 +187,10 @@ mod tests {
         let mut harness = Harness::<OrderDetails>::new();
         let results = harness.feed_all(&events_from_samples(SAMPLES));
         let counts: Vec<_> = results.iter().map(|r| r.as_ref().map(Vec::len)).collect();
-        assert_eq!(
-            counts,
-            [
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(0),
-                Ok(1),
-                Ok(0),
-                Ok(1)
-            ]
-        );
-        let rows: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        assert_eq!(counts, [Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(0), Ok(1), Ok(0), Ok(1)]);
+        let rows: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         // serde_json compares arbitrary-precision numbers by their digits: 99.0 must stay 99.0.
-        let price =
-            |digits: &str| json!(serde_json::from_str::<serde_json::Number>(digits).unwrap());
+        let price = |digits: &str| json!(serde_json::from_str::<serde_json::Number>(digits).unwrap());
         assert_eq!(
             rows,
             [
@@ -322,10 +255,7 @@ mod tests {
             (&json!("CREATED"), &json!("116.80"), &json!(2))
         );
         assert_eq!(row["lines"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            row["history"],
-            json!([{"status": "CREATED", "at": "2026-11-20T09:00:00.000Z"}])
-        );
+        assert_eq!(row["history"], json!([{"status": "CREATED", "at": "2026-11-20T09:00:00.000Z"}]));
         assert_eq!(row["shipping"], json!(null));
     }
 
@@ -334,18 +264,10 @@ mod tests {
         let mut harness = Harness::<OrderDetails>::new();
         let events = events_from_samples(SAMPLES);
         harness.feed_all(&events);
-        let before: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        let before: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         let results = harness.feed_all(&events);
         assert!(results.iter().all(|r| r.as_ref().is_ok_and(Vec::is_empty)));
-        let after: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        let after: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         assert_eq!(before, after);
     }
 }

@@ -245,11 +245,7 @@ impl OrderEvent {
             if key.as_slice() != decoded.order_id().as_bytes() {
                 return Err(Error::invalid_field(
                     "orderId",
-                    format!(
-                        "`{}` differs from the record key `{}`",
-                        decoded.order_id(),
-                        String::from_utf8_lossy(key)
-                    ),
+                    format!("`{}` differs from the record key `{}`", decoded.order_id(), String::from_utf8_lossy(key)),
                 ));
             }
         }
@@ -333,10 +329,7 @@ pub fn handle_once<S: OrderState>(
     let order_id = order_event.order_id();
     let mut state: S = ctx.state(order_id)?.unwrap_or_default();
     if !state.applied().first_time(order_event.event_id()) {
-        let message = format!(
-            "Skipped redelivered event {} of order {order_id}.",
-            order_event.event_id()
-        );
+        let message = format!("Skipped redelivered event {} of order {order_id}.", order_event.event_id());
         ctx.log(Level::Debug, message);
         return Ok(Vec::new());
     }
@@ -372,25 +365,15 @@ mod tests {
     fn decodes_every_sample() {
         let events = events_from_samples(SAMPLES);
         assert_eq!(events.len(), 11);
-        let decoded: Vec<_> = events
-            .iter()
-            .map(|e| OrderEvent::decode(e).unwrap())
-            .collect();
+        let decoded: Vec<_> = events.iter().map(|e| OrderEvent::decode(e).unwrap()).collect();
         assert!(
             matches!(&decoded[0], Some(OrderEvent::Created(c)) if c.items[0].unit_price.number().to_string() == "8.9")
         );
-        assert!(
-            matches!(&decoded[1], Some(OrderEvent::ItemAdded(i)) if i.unit_price.number().to_string() == "99.0")
-        );
-        assert!(
-            matches!(&decoded[4], Some(OrderEvent::Placed(p)) if p.total.to_string() == "79.47"
-            && p.occurred_at.text == "2026-11-20T23:59:59.999Z")
-        );
+        assert!(matches!(&decoded[1], Some(OrderEvent::ItemAdded(i)) if i.unit_price.number().to_string() == "99.0"));
+        assert!(matches!(&decoded[4], Some(OrderEvent::Placed(p)) if p.total.to_string() == "79.47"
+            && p.occurred_at.text == "2026-11-20T23:59:59.999Z"));
         assert!(matches!(&decoded[5], Some(OrderEvent::Created(c)) if c.order_id == "ord-1003"));
-        assert_eq!(
-            decoded[9], None,
-            "LoyaltyPointsGranted is not an order event we know"
-        );
+        assert_eq!(decoded[9], None, "LoyaltyPointsGranted is not an order event we know");
         assert_eq!(decoded[7].as_ref().unwrap().event_id(), "e-7");
     }
 
@@ -432,22 +415,13 @@ mod tests {
     #[test]
     fn order_id_must_match_the_key() {
         let line = r#"{"key":"ord-1","headers":{},"value":{"type":"OrderCancelled","eventId":"e","orderId":"ord-2","cancelledAt":"2026-11-20T09:02:00Z"}}"#;
-        assert!(decode(line)
-            .unwrap_err()
-            .message()
-            .starts_with("field `orderId`"));
+        assert!(decode(line).unwrap_err().message().starts_with("field `orderId`"));
     }
 
     #[test]
     fn unknown_and_untyped_events_are_skipped() {
-        assert_eq!(
-            decode(r#"{"key":"o","headers":{},"value":{"eventId":"e"}}"#).unwrap(),
-            None
-        );
-        assert_eq!(
-            decode(r#"{"key":"o","headers":{"__TypeId__":"x.Refunded"},"value":{}}"#).unwrap(),
-            None
-        );
+        assert_eq!(decode(r#"{"key":"o","headers":{},"value":{"eventId":"e"}}"#).unwrap(), None);
+        assert_eq!(decode(r#"{"key":"o","headers":{"__TypeId__":"x.Refunded"},"value":{}}"#).unwrap(), None);
         assert_eq!(decode(r#"{"key":"o","headers":{}}"#).unwrap(), None);
     }
 

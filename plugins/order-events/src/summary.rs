@@ -14,20 +14,15 @@ pub fn with_fields(collection: Collection) -> Collection {
         .field(Field::text("order_id").description("Order id (the Kafka record key)."))
         .field(Field::text("customer_id").filterable().description("Customer id."))
         .field(Field::text("customer_name").description("Customer display name."))
+        .field(Field::text("status").filterable().description("CREATED, PLACED, SUBMITTED, SHIPPED or CANCELLED."))
         .field(
-            Field::text("status")
-                .filterable()
-                .description("CREATED, PLACED, SUBMITTED, SHIPPED or CANCELLED."),
+            Field::decimal("total").sortable().description(
+                "Sum of quantity x unit price while open, then the submitted or placed total; 2 decimals.",
+            ),
         )
-        .field(Field::decimal("total").sortable().description(
-            "Sum of quantity x unit price while open, then the submitted or placed total; 2 decimals.",
-        ))
         .field(Field::integer("item_count").description("Number of order lines."))
         .field(
-            Field::timestamp("created_at")
-                .filterable()
-                .sortable()
-                .description("When the order was created or placed."),
+            Field::timestamp("created_at").filterable().sortable().description("When the order was created or placed."),
         )
         .field(Field::timestamp("updated_at").sortable().description("Time of the last event applied."))
         .primary_key(["order_id"])
@@ -63,10 +58,9 @@ pub fn operations(collection: &str, event: &OrderEvent) -> Vec<Operation> {
                 .add("total", money(e.unit_price.times(e.quantity)));
             return vec![added.into(), row.set("updated_at", e.occurred_at.at).into()];
         }
-        OrderEvent::Submitted(e) => row
-            .set("status", status::SUBMITTED)
-            .set("total", money(e.total))
-            .set("updated_at", e.submitted_at.at),
+        OrderEvent::Submitted(e) => {
+            row.set("status", status::SUBMITTED).set("total", money(e.total)).set("updated_at", e.submitted_at.at)
+        }
         OrderEvent::Shipped(e) => row.set("status", status::SHIPPED).set("updated_at", e.shipped_at.at),
         OrderEvent::Cancelled(e) => row.set("status", status::CANCELLED).set("updated_at", e.cancelled_at.at),
     };

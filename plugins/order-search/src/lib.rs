@@ -35,7 +35,11 @@ impl OrderState for SearchState {
 impl Projection for OrderSearch {
     fn describe() -> ProjectionSpec {
         let base = summary::with_fields(Collection::postgres(COLLECTION, "One order, as a search document."))
-            .field(Field::list("product_names", ScalarType::Text).searchable().description("Names of the products ordered."))
+            .field(
+                Field::list("product_names", ScalarType::Text)
+                    .searchable()
+                    .description("Names of the products ordered."),
+            )
             .field(Field::list("skus", ScalarType::Text).searchable().description("SKUs of the products ordered."));
         ProjectionSpec::new("order-search", 1, "Full-text search over orders: customer, products, SKUs and order id.")
             .collection(searchable(base, &["order_id", "customer_name"]))
@@ -45,7 +49,9 @@ impl Projection for OrderSearch {
         handle_once(event, ctx, |state: &mut SearchState, e| {
             let mut operations = summary::operations(COLLECTION, e);
             let added: Vec<(&str, &str)> = match e {
-                OrderEvent::Created(c) => c.items.iter().map(|i| (i.product_name.as_str(), i.product_id.as_str())).collect(),
+                OrderEvent::Created(c) => {
+                    c.items.iter().map(|i| (i.product_name.as_str(), i.product_id.as_str())).collect()
+                }
                 OrderEvent::Placed(p) => p.lines.iter().map(|l| (l.product_name.as_str(), l.sku.as_str())).collect(),
                 OrderEvent::ItemAdded(i) => vec![(i.product_name.as_str(), i.product_id.as_str())],
                 _ => Vec::new(),

@@ -15,8 +15,11 @@ impl Projection for OrderSummariesV2 {
     fn describe() -> ProjectionSpec {
         ProjectionSpec::new("order-summaries", 2, "One summary row per order, with the number of events applied.")
             .collection(
-                summary::with_fields(Collection::postgres(COLLECTION, "One order: who ordered, its status, total, item count and event count."))
-                    .field(Field::integer("event_count").description("Distinct order events applied to the order.")),
+                summary::with_fields(Collection::postgres(
+                    COLLECTION,
+                    "One order: who ordered, its status, total, item count and event count.",
+                ))
+                .field(Field::integer("event_count").description("Distinct order events applied to the order.")),
             )
     }
 

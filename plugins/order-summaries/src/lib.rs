@@ -50,33 +50,14 @@ mod tests {
         let counts: Vec<_> = results.iter().map(|r| r.as_ref().map(Vec::len)).collect();
         // e-2 (ItemAdded) increments and upserts; the duplicate e-7 and LoyaltyPointsGranted
         // yield nothing.
-        assert_eq!(
-            counts,
-            [
-                Ok(1),
-                Ok(2),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(1),
-                Ok(0),
-                Ok(1),
-                Ok(0),
-                Ok(1)
-            ]
-        );
+        assert_eq!(counts, [Ok(1), Ok(2), Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(0), Ok(1), Ok(0), Ok(1)]);
         harness
     }
 
     #[test]
     fn samples_give_exact_rows() {
         let harness = run_samples();
-        let rows: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        let rows: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         assert_eq!(
             rows,
             [
@@ -97,10 +78,7 @@ mod tests {
                 }),
             ]
         );
-        assert!(
-            harness.row(COLLECTION, "ord-1004").is_none(),
-            "LoyaltyPointsGranted is skipped"
-        );
+        assert!(harness.row(COLLECTION, "ord-1004").is_none(), "LoyaltyPointsGranted is skipped");
         let skipped = "Skipped redelivered event e-7 of order ord-1003.".to_owned();
         assert_eq!(harness.logs(), [(projector_sdk::Level::Debug, skipped)]);
     }
@@ -122,19 +100,11 @@ mod tests {
     fn redelivery_after_later_events_changes_nothing() {
         let mut harness = run_samples();
         let events = events_from_samples(SAMPLES);
-        let before: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        let before: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         for event in &events {
             assert_eq!(harness.feed(event), Ok(Vec::new()));
         }
-        let after: Vec<_> = harness
-            .rows(COLLECTION)
-            .iter()
-            .map(|r| r.to_json())
-            .collect();
+        let after: Vec<_> = harness.rows(COLLECTION).iter().map(|r| r.to_json()).collect();
         assert_eq!(before, after);
         let state = harness.state_bytes("ord-1001").unwrap();
         assert_eq!(state, br#"{"applied":["e-1","e-2","e-3","e-4"]}"#);
@@ -149,9 +119,6 @@ mod tests {
         let err = harness.feed(&bad).unwrap_err();
         assert!(err.message().contains("missing field `total`"), "{err}");
         assert!(harness.rows(COLLECTION).is_empty());
-        assert!(
-            harness.state_bytes("ord-9").is_none(),
-            "a failed event is not marked applied"
-        );
+        assert!(harness.state_bytes("ord-9").is_none(), "a failed event is not marked applied");
     }
 }

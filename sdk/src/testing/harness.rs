@@ -34,14 +34,8 @@ impl<P: Projection> Harness<P> {
     /// ratio over non-numeric fields, ...).
     pub fn new() -> Self {
         let spec = P::describe();
-        let model =
-            ReadModel::new(&spec).unwrap_or_else(|e| panic!("invalid projection spec: {e}"));
-        Self {
-            spec,
-            ctx: Context::new(),
-            model,
-            projection: PhantomData,
-        }
+        let model = ReadModel::new(&spec).unwrap_or_else(|e| panic!("invalid projection spec: {e}"));
+        Self { spec, ctx: Context::new(), model, projection: PhantomData }
     }
 
     /// Handles one event and applies the operations it returns; returns what `handle` returned.
@@ -56,10 +50,7 @@ impl<P: Projection> Harness<P> {
                 self.ctx.commit();
                 for op in ops {
                     if let Err(e) = self.model.apply(op) {
-                        panic!(
-                            "event at offset {}: the host would reject {op:?}: {e}",
-                            event.offset
-                        );
+                        panic!("event at offset {}: the host would reject {op:?}: {e}", event.offset);
                     }
                 }
             }
@@ -81,12 +72,9 @@ impl<P: Projection> Harness<P> {
     /// # Panics
     /// When the projection declares no such collection.
     pub fn rows(&self, collection: &str) -> Vec<&Row> {
-        self.model.rows(collection).unwrap_or_else(|| {
-            panic!(
-                "projection `{}` has no collection `{collection}`",
-                self.spec.name()
-            )
-        })
+        self.model
+            .rows(collection)
+            .unwrap_or_else(|| panic!("projection `{}` has no collection `{collection}`", self.spec.name()))
     }
 
     /// The row of `collection` with primary key `key`, if any.
@@ -140,9 +128,7 @@ mod tests {
             ctx.set_state("last", &event.offset)?;
             let key = event.key_str().ok_or_else(|| Error::new("no key"))?;
             ctx.log(Level::Debug, format!("counting {key}"));
-            Ok(vec![Operation::increment("counts", key)
-                .add("n", 1_i64)
-                .into()])
+            Ok(vec![Operation::increment("counts", key).add("n", 1_i64).into()])
         }
     }
 
@@ -155,17 +141,10 @@ mod tests {
         assert!(results[0].is_ok() && results[1].is_ok());
         assert_eq!(results[2].as_ref().unwrap_err().message(), "no key");
         assert_eq!(h.rows("counts").len(), 1);
-        assert_eq!(
-            h.row("counts", "a").unwrap().to_json(),
-            json!({"key": "a", "n": 2})
-        );
+        assert_eq!(h.row("counts", "a").unwrap().to_json(), json!({"key": "a", "n": 2}));
         assert_eq!(h.row("counts", "a").unwrap()["n"], Value::Integer(2));
         assert_eq!(h.logs().len(), 2);
-        assert_eq!(
-            h.state_bytes("last"),
-            Some(&b"0"[..]),
-            "the failed event's state write is rolled back"
-        );
+        assert_eq!(h.state_bytes("last"), Some(&b"0"[..]), "the failed event's state write is rolled back");
     }
 
     #[test]

@@ -26,14 +26,7 @@ impl ReadModel {
     /// An empty read model for `spec`, or why the host would refuse the spec.
     pub(crate) fn new(spec: &ProjectionSpec) -> Result<Self, String> {
         validate(spec)?;
-        let tables = spec
-            .collections
-            .iter()
-            .map(|c| Table {
-                spec: c.clone(),
-                rows: Vec::new(),
-            })
-            .collect();
+        let tables = spec.collections.iter().map(|c| Table { spec: c.clone(), rows: Vec::new() }).collect();
         Ok(Self { tables })
     }
 
@@ -48,11 +41,7 @@ impl ReadModel {
     /// The row of `collection` with primary key `key`.
     pub(crate) fn row(&self, collection: &str, key: &[Value]) -> Option<&Row> {
         let table = self.tables.iter().find(|t| t.spec.name == collection)?;
-        table
-            .rows
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, row)| row)
+        table.rows.iter().find(|(k, _)| k == key).map(|(_, row)| row)
     }
 
     /// Applies one operation, or says why the host would reject it.
@@ -85,23 +74,16 @@ impl ReadModel {
             let slot = row.get_mut(name);
             match op {
                 Operation::Upsert(_) => {
-                    check_value(field.field_type, value)
-                        .map_err(|e| format!("field `{name}`: {e}"))?;
+                    check_value(field.field_type, value).map_err(|e| format!("field `{name}`: {e}"))?;
                     *slot = value.clone();
                 }
-                _ => {
-                    *slot = add(field.field_type, slot, value)
-                        .map_err(|e| format!("field `{name}`: {e}"))?
-                }
+                _ => *slot = add(field.field_type, slot, value).map_err(|e| format!("field `{name}`: {e}"))?,
             }
         }
         table.compute(&mut row);
         for field in &table.spec.fields {
             if !table.spec.is_nullable(field) && row[field.name.as_str()] == Value::Null {
-                return Err(format!(
-                    "field `{}` is not nullable but would be null",
-                    field.name
-                ));
+                return Err(format!("field `{}` is not nullable but would be null", field.name));
             }
         }
         match position {
@@ -116,12 +98,7 @@ impl Table {
     fn check_key(&self, key: &[Value]) -> Result<(), String> {
         let names = &self.spec.primary_key;
         if key.len() != names.len() {
-            return Err(format!(
-                "key has {} values, `{}` has {} key fields",
-                key.len(),
-                self.spec.name,
-                names.len()
-            ));
+            return Err(format!("key has {} values, `{}` has {} key fields", key.len(), self.spec.name, names.len()));
         }
         for (name, value) in names.iter().zip(key) {
             let field = self.field(name).expect("validated spec");
@@ -140,10 +117,7 @@ impl Table {
             .iter()
             .map(|f| {
                 let key_index = self.spec.primary_key.iter().position(|k| *k == f.name);
-                (
-                    f.name.clone(),
-                    key_index.map_or(Value::Null, |i| key[i].clone()),
-                )
+                (f.name.clone(), key_index.map_or(Value::Null, |i| key[i].clone()))
             })
             .collect();
         Row { columns }
@@ -154,18 +128,12 @@ impl Table {
     }
 
     fn writable_field(&self, name: &str) -> Result<&Field, String> {
-        let field = self
-            .field(name)
-            .ok_or_else(|| format!("unknown field `{name}` in `{}`", self.spec.name))?;
+        let field = self.field(name).ok_or_else(|| format!("unknown field `{name}` in `{}`", self.spec.name))?;
         if field.computed.is_some() {
-            return Err(format!(
-                "field `{name}` is computed by the host and must not be written"
-            ));
+            return Err(format!("field `{name}` is computed by the host and must not be written"));
         }
         if self.spec.primary_key.contains(&field.name) {
-            return Err(format!(
-                "key field `{name}` is set through the operation's key"
-            ));
+            return Err(format!("key field `{name}` is set through the operation's key"));
         }
         Ok(field)
     }
@@ -181,15 +149,11 @@ impl Table {
             let denominator = as_decimal(&row[ratio.denominator.as_str()]);
             let value = match (numerator, denominator) {
                 (Some(n), Some(d)) if !d.is_zero() => n.checked_div(d).map(|q| {
-                    let mut q = q.round_dp_with_strategy(
-                        u32::from(ratio.scale),
-                        RoundingStrategy::MidpointAwayFromZero,
-                    );
+                    let mut q =
+                        q.round_dp_with_strategy(u32::from(ratio.scale), RoundingStrategy::MidpointAwayFromZero);
                     q.rescale(u32::from(ratio.scale));
                     match field.field_type {
-                        FieldType::Integer => {
-                            Value::Integer(i64::try_from(q.trunc().mantissa()).unwrap_or(i64::MAX))
-                        }
+                        FieldType::Integer => Value::Integer(i64::try_from(q.trunc().mantissa()).unwrap_or(i64::MAX)),
                         FieldType::Float => Value::Float(q.to_string().parse().unwrap_or(f64::NAN)),
                         _ => Value::Decimal(q.to_string()),
                     }
@@ -204,9 +168,7 @@ impl Table {
 fn compare_keys(a: &[Value], b: &[Value]) -> Ordering {
     fn rank(v: &Value) -> (u8, Option<Decimal>, String) {
         match v {
-            Value::Integer(_) | Value::Decimal(_) | Value::Float(_) => {
-                (1, as_decimal(v), String::new())
-            }
+            Value::Integer(_) | Value::Decimal(_) | Value::Float(_) => (1, as_decimal(v), String::new()),
             Value::Timestamp(t) => (2, Some(Decimal::from(*t)), String::new()),
             Value::Date(d) => (3, Some(Decimal::from(*d)), String::new()),
             Value::Text(t) => (4, None, t.clone()),
@@ -244,20 +206,10 @@ mod tests {
     #[test]
     fn upsert_merges_and_delete_removes() {
         let mut m = model();
-        m.apply(
-            &Operation::upsert("days", day(1))
-                .set("note", "a")
-                .set("n", 2_i64)
-                .into(),
-        )
-        .unwrap();
-        m.apply(&Operation::upsert("days", day(1)).set("note", "b").into())
-            .unwrap();
+        m.apply(&Operation::upsert("days", day(1)).set("note", "a").set("n", 2_i64).into()).unwrap();
+        m.apply(&Operation::upsert("days", day(1)).set("note", "b").into()).unwrap();
         let row = m.row("days", &[Value::Date(1)]).unwrap();
-        assert_eq!(
-            (&row["note"], &row["n"]),
-            (&Value::from("b"), &Value::Integer(2))
-        );
+        assert_eq!((&row["note"], &row["n"]), (&Value::from("b"), &Value::Integer(2)));
         assert_eq!(row["revenue"], Value::Null);
         m.apply(&Operation::delete("days", day(1))).unwrap();
         assert!(m.rows("days").unwrap().is_empty());
@@ -276,8 +228,7 @@ mod tests {
         };
         m.apply(&inc(1, "116.80", json!({"SUBMITTED": 1}))).unwrap();
         m.apply(&inc(1, "79.47", json!({"PLACED": 1}))).unwrap();
-        m.apply(&inc(0, "0.00", json!({"SUBMITTED": -1, "SHIPPED": 1})))
-            .unwrap();
+        m.apply(&inc(0, "0.00", json!({"SUBMITTED": -1, "SHIPPED": 1}))).unwrap();
         let row = m.row("days", &[Value::Date(7)]).unwrap();
         assert_eq!(
             row.to_json(),
@@ -289,74 +240,26 @@ mod tests {
     #[test]
     fn ratio_is_null_on_zero_denominator() {
         let mut m = model();
-        m.apply(
-            &Operation::increment("days", day(2))
-                .add("revenue", Value::Decimal("5".into()))
-                .into(),
-        )
-        .unwrap();
-        assert_eq!(
-            m.row("days", &[Value::Date(2)]).unwrap()["average"],
-            Value::Null
-        );
-        m.apply(&Operation::increment("days", day(2)).add("n", 3_i64).into())
-            .unwrap();
-        assert_eq!(
-            m.row("days", &[Value::Date(2)]).unwrap()["average"],
-            Value::Decimal("1.67".into())
-        );
+        m.apply(&Operation::increment("days", day(2)).add("revenue", Value::Decimal("5".into())).into()).unwrap();
+        assert_eq!(m.row("days", &[Value::Date(2)]).unwrap()["average"], Value::Null);
+        m.apply(&Operation::increment("days", day(2)).add("n", 3_i64).into()).unwrap();
+        assert_eq!(m.row("days", &[Value::Date(2)]).unwrap()["average"], Value::Decimal("1.67".into()));
     }
 
     #[test]
     fn rejects_what_the_host_would() {
         let mut m = model();
         let cases: Vec<(Operation, &str)> = vec![
-            (
-                Operation::upsert("nope", day(1)).into(),
-                "unknown collection",
-            ),
+            (Operation::upsert("nope", day(1)).into(), "unknown collection"),
             (Operation::upsert("days", "x").into(), "key field `day`"),
-            (
-                Operation::upsert("days", day(1)).set("zzz", 1_i64).into(),
-                "unknown field",
-            ),
-            (
-                Operation::upsert("days", day(1))
-                    .set("average", Value::Decimal("1".into()))
-                    .into(),
-                "computed",
-            ),
-            (
-                Operation::upsert("days", day(1)).set("day", day(2)).into(),
-                "key field `day` is set",
-            ),
-            (
-                Operation::upsert("days", day(1)).set("n", "1").into(),
-                "does not fit",
-            ),
-            (
-                Operation::upsert("days", day(1))
-                    .set("revenue", Value::Decimal("1e3".into()))
-                    .into(),
-                "plain notation",
-            ),
-            (
-                Operation::increment("days", day(1)).add("note", "x").into(),
-                "cannot add",
-            ),
-            (
-                Operation::increment("days", day(1))
-                    .add("by_status", json!([1]))
-                    .into(),
-                "object of numbers",
-            ),
-            (
-                Operation::upsert("days", day(1))
-                    .set("n", 1_i64)
-                    .set("n", 2_i64)
-                    .into(),
-                "twice",
-            ),
+            (Operation::upsert("days", day(1)).set("zzz", 1_i64).into(), "unknown field"),
+            (Operation::upsert("days", day(1)).set("average", Value::Decimal("1".into())).into(), "computed"),
+            (Operation::upsert("days", day(1)).set("day", day(2)).into(), "key field `day` is set"),
+            (Operation::upsert("days", day(1)).set("n", "1").into(), "does not fit"),
+            (Operation::upsert("days", day(1)).set("revenue", Value::Decimal("1e3".into())).into(), "plain notation"),
+            (Operation::increment("days", day(1)).add("note", "x").into(), "cannot add"),
+            (Operation::increment("days", day(1)).add("by_status", json!([1])).into(), "object of numbers"),
+            (Operation::upsert("days", day(1)).set("n", 1_i64).set("n", 2_i64).into(), "twice"),
         ];
         for (op, expected) in cases {
             match m.apply(&op) {
@@ -364,9 +267,6 @@ mod tests {
                 Ok(()) => panic!("{op:?} was accepted"),
             }
         }
-        assert!(
-            m.rows("days").unwrap().is_empty(),
-            "a rejected operation changes nothing"
-        );
+        assert!(m.rows("days").unwrap().is_empty(), "a rejected operation changes nothing");
     }
 }

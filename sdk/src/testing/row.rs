@@ -11,21 +11,14 @@ pub struct Row {
 impl Row {
     /// The value of `field`, `None` when the collection has no such field.
     pub fn get(&self, field: &str) -> Option<&Value> {
-        self.columns
-            .iter()
-            .find(|(name, _)| name == field)
-            .map(|(_, value)| value)
+        self.columns.iter().find(|(name, _)| name == field).map(|(_, value)| value)
     }
 
     /// The row as a JSON object, for whole-row assertions: decimals as strings with their exact
     /// scale (`"116.80"`), timestamps as RFC 3339 strings (`"2026-11-20T09:00:00Z"`), dates as
     /// `"YYYY-MM-DD"`, JSON fields as the documents themselves.
     pub fn to_json(&self) -> serde_json::Value {
-        let object = self
-            .columns
-            .iter()
-            .map(|(name, value)| (name.clone(), render(value)))
-            .collect();
+        let object = self.columns.iter().map(|(name, value)| (name.clone(), render(value))).collect();
         serde_json::Value::Object(object)
     }
 
@@ -43,8 +36,7 @@ impl std::ops::Index<&str> for Row {
     /// # Panics
     /// When the collection has no such field.
     fn index(&self, field: &str) -> &Value {
-        self.get(field)
-            .unwrap_or_else(|| panic!("no field `{field}` in this row"))
+        self.get(field).unwrap_or_else(|| panic!("no field `{field}` in this row"))
     }
 }
 

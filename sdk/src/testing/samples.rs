@@ -22,8 +22,7 @@ struct Sample {
 /// # Panics
 /// When the line is not a sample object or a header is neither a string nor null.
 pub fn event_from_sample(line: &str) -> Event {
-    let sample: Sample =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a sample line ({e}): {line}"));
+    let sample: Sample = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a sample line ({e}): {line}"));
     let headers = sample
         .headers
         .into_iter()
@@ -56,10 +55,7 @@ pub fn events_from_samples(jsonl: &str) -> Vec<Event> {
         .lines()
         .filter(|line| !line.trim().is_empty())
         .enumerate()
-        .map(|(offset, line)| Event {
-            offset: offset as i64,
-            ..event_from_sample(line)
-        })
+        .map(|(offset, line)| Event { offset: offset as i64, ..event_from_sample(line) })
         .collect()
 }
 
@@ -79,10 +75,7 @@ mod tests {
         assert_eq!(events[0].key_str(), Some("ord-1"));
         assert_eq!(events[0].event_type(), Some("OrderCreated"));
         assert_eq!(events[0].header("trace"), None);
-        assert_eq!(
-            events[0].value.as_deref(),
-            Some(&br#"{"unitPrice":8.90}"#[..])
-        );
+        assert_eq!(events[0].value.as_deref(), Some(&br#"{"unitPrice":8.90}"#[..]));
         assert_eq!((events[1].offset, events[1].key.as_deref()), (1, None));
         assert_eq!(events[1].event_type(), Some("OrderShipped"));
     }

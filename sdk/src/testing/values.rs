@@ -20,11 +20,7 @@ pub(super) fn parse_decimal(text: &str) -> Result<Decimal, String> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
     let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    let parsed = if plain(whole) && plain(fraction) {
-        Decimal::from_str(text).ok()
-    } else {
-        None
-    };
+    let parsed = if plain(whole) && plain(fraction) { Decimal::from_str(text).ok() } else { None };
     parsed.ok_or_else(|| format!("`{text}` is not a decimal in plain notation"))
 }
 
@@ -40,12 +36,8 @@ pub(super) fn check_value(field_type: FieldType, value: &Value) -> Result<(), St
         | (FieldType::Timestamp, Value::Timestamp(_))
         | (FieldType::Date, Value::Date(_)) => true,
         (FieldType::Decimal, Value::Decimal(d)) => parse_decimal(d).map(|_| true)?,
-        (FieldType::Json, Value::Json(text)) => {
-            serde_json::from_str::<serde_json::Value>(text).is_ok()
-        }
-        (FieldType::List(element), Value::List(items)) => {
-            items.iter().all(|s| scalar_fits(element, s))
-        }
+        (FieldType::Json, Value::Json(text)) => serde_json::from_str::<serde_json::Value>(text).is_ok(),
+        (FieldType::List(element), Value::List(items)) => items.iter().all(|s| scalar_fits(element, s)),
         _ => false,
     };
     if fits {
@@ -72,38 +64,20 @@ fn scalar_fits(element: ScalarType, scalar: &Scalar) -> bool {
 pub(super) fn add(field_type: FieldType, current: &Value, amount: &Value) -> Result<Value, String> {
     match (field_type, current, amount) {
         (FieldType::Integer, Value::Null | Value::Integer(_), Value::Integer(a)) => {
-            let base = if let Value::Integer(c) = current {
-                *c
-            } else {
-                0
-            };
-            base.checked_add(*a)
-                .map(Value::Integer)
-                .ok_or_else(|| "integer overflow".to_owned())
+            let base = if let Value::Integer(c) = current { *c } else { 0 };
+            base.checked_add(*a).map(Value::Integer).ok_or_else(|| "integer overflow".to_owned())
         }
         (FieldType::Float, Value::Null | Value::Float(_), Value::Float(a)) => {
-            let base = if let Value::Float(c) = current {
-                *c
-            } else {
-                0.0
-            };
+            let base = if let Value::Float(c) = current { *c } else { 0.0 };
             Ok(Value::Float(base + a))
         }
         (FieldType::Decimal, Value::Null | Value::Decimal(_), Value::Decimal(a)) => {
-            let base = if let Value::Decimal(c) = current {
-                parse_decimal(c)?
-            } else {
-                Decimal::ZERO
-            };
-            let sum = base
-                .checked_add(parse_decimal(a)?)
-                .ok_or("decimal overflow")?;
+            let base = if let Value::Decimal(c) = current { parse_decimal(c)? } else { Decimal::ZERO };
+            let sum = base.checked_add(parse_decimal(a)?).ok_or("decimal overflow")?;
             Ok(Value::Decimal(sum.to_string()))
         }
         (FieldType::Json, Value::Null | Value::Json(_), Value::Json(a)) => add_json(current, a),
-        _ => Err(format!(
-            "cannot add {amount:?} to a {field_type:?} field holding {current:?}"
-        )),
+        _ => Err(format!("cannot add {amount:?} to a {field_type:?} field holding {current:?}")),
     }
 }
 
@@ -111,18 +85,12 @@ pub(super) fn add(field_type: FieldType, current: &Value, amount: &Value) -> Res
 fn add_json(current: &Value, amount: &str) -> Result<Value, String> {
     use serde_json::Value as J;
     let J::Object(amounts) = serde_json::from_str(amount).map_err(|e| e.to_string())? else {
-        return Err(format!(
-            "a JSON increment must be an object of numbers, not {amount}"
-        ));
+        return Err(format!("a JSON increment must be an object of numbers, not {amount}"));
     };
     let mut object = match current {
         Value::Json(text) => match serde_json::from_str(text).map_err(|e| e.to_string())? {
             J::Object(object) => object,
-            other => {
-                return Err(format!(
-                    "cannot add to the JSON value {other}: not an object"
-                ))
-            }
+            other => return Err(format!("cannot add to the JSON value {other}: not an object")),
         },
         _ => serde_json::Map::new(),
     };
@@ -135,9 +103,7 @@ fn add_json(current: &Value, amount: &str) -> Result<Value, String> {
             Some(J::Number(n)) => parse_number(n)?,
             Some(other) => return Err(format!("cannot add to `{key}`: it holds {other}")),
         };
-        let sum = base
-            .checked_add(parse_number(&delta)?)
-            .ok_or("decimal overflow")?;
+        let sum = base.checked_add(parse_number(&delta)?).ok_or("decimal overflow")?;
         if sum.is_zero() {
             object.remove(&key);
         } else {

@@ -187,21 +187,13 @@ fn create_lexicon(schema: &str, collection: &Collection) -> Vec<String> {
 pub const SEARCH_COLUMN: &str = "_search";
 
 fn create_table(schema: &str, collection: &Collection) -> String {
-    let mut columns: Vec<String> = collection
-        .fields
-        .iter()
-        .map(|f| column(collection, f))
-        .collect();
+    let mut columns: Vec<String> = collection.fields.iter().map(|f| column(collection, f)).collect();
     if let Some(document) = search_document(collection) {
         columns.push(format!("{} tsvector GENERATED ALWAYS AS ({document}) STORED", ident(SEARCH_COLUMN)));
     }
     let key: Vec<String> = collection.primary_key.iter().map(|k| ident(k)).collect();
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (\n  {}\n)",
-        qualified(schema, &collection.name),
-        columns.join(",\n  ")
-    )
+    format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", qualified(schema, &collection.name), columns.join(",\n  "))
 }
 
 fn column(collection: &Collection, field: &Field) -> String {
@@ -227,11 +219,7 @@ fn search_document(collection: &Collection) -> Option<String> {
     if searchable.is_empty() {
         return None;
     }
-    let texts: Vec<String> = searchable
-        .iter()
-        .filter(|f| f.type_ == FieldType::Text)
-        .map(|f| ident(&f.name))
-        .collect();
+    let texts: Vec<String> = searchable.iter().filter(|f| f.type_ == FieldType::Text).map(|f| ident(&f.name)).collect();
     let mut parts = vec![format!("ARRAY[{}]::text[]", texts.join(", "))];
     parts.extend(
         searchable
@@ -304,10 +292,7 @@ pub fn publish_views(schema: &str, spec: &Spec) -> Vec<String> {
             let view = qualified("read_models", &collection.name);
             [
                 format!("DROP VIEW IF EXISTS {view}"),
-                format!(
-                    "CREATE VIEW {view} AS SELECT * FROM {}",
-                    qualified(schema, &collection.name)
-                ),
+                format!("CREATE VIEW {view} AS SELECT * FROM {}", qualified(schema, &collection.name)),
             ]
         })
         .collect()
@@ -316,9 +301,7 @@ pub fn publish_views(schema: &str, spec: &Spec) -> Vec<String> {
 /// Statements dropping the public views of every collection.
 pub fn drop_views(spec: &Spec) -> Vec<String> {
     spec.collections()
-        .map(|(collection, _)| {
-            format!("DROP VIEW IF EXISTS {}", qualified("read_models", &collection.name))
-        })
+        .map(|(collection, _)| format!("DROP VIEW IF EXISTS {}", qualified("read_models", &collection.name)))
         .collect()
 }
 
@@ -331,10 +314,7 @@ mod tests {
     fn tables_follow_the_declaration() {
         let spec = Spec::new(stats_spec()).unwrap();
         let statements = create_storage("proj_daily_stats_v3", &spec);
-        let table = statements
-            .iter()
-            .find(|s| s.contains("\"daily\" ("))
-            .unwrap();
+        let table = statements.iter().find(|s| s.contains("\"daily\" (")).unwrap();
         assert_eq!(
             table,
             "CREATE TABLE IF NOT EXISTS \"proj_daily_stats_v3\".\"daily\" (\n  \

@@ -47,9 +47,9 @@ impl SinkError {
     /// large for an index): something one event produced, not the database's state.
     pub fn caused_by_data(&self) -> bool {
         match self {
-            SinkError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
-                code.starts_with("22") || code.starts_with("23") || code == "54000"
-            }),
+            SinkError::Database(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23") || code == "54000")
+            }
             _ => false,
         }
     }
@@ -99,10 +99,7 @@ pub struct BatchWriter {
 impl BatchWriter {
     /// A writer for the tables in `schema`.
     pub fn new(pool: PgPool, schema: &str) -> Self {
-        Self {
-            pool,
-            schema: schema.to_string(),
-        }
+        Self { pool, schema: schema.to_string() }
     }
 
     /// Moves a partition's stored next offset from `from` to `to` without applying anything
@@ -122,37 +119,25 @@ impl BatchWriter {
 
     /// The stored next offset of every partition that has one.
     pub async fn offsets(&self) -> Result<HashMap<i32, i64>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT partition, next_offset FROM {}",
-            qualified(&self.schema, "_offsets")
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<i32, _>(0), r.get::<i64, _>(1)))
-            .collect())
+        let rows = sqlx::query(&format!("SELECT partition, next_offset FROM {}", qualified(&self.schema, "_offsets")))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get::<i32, _>(0), r.get::<i64, _>(1))).collect())
     }
 
     /// The stored state of `keys`, with `None` for keys without state.
-    pub async fn load_state(
-        &self,
-        keys: &[String],
-    ) -> Result<HashMap<String, Option<Vec<u8>>>, sqlx::Error> {
-        let mut found: HashMap<String, Option<Vec<u8>>> =
-            keys.iter().map(|k| (k.clone(), None)).collect();
+    pub async fn load_state(&self, keys: &[String]) -> Result<HashMap<String, Option<Vec<u8>>>, sqlx::Error> {
+        let mut found: HashMap<String, Option<Vec<u8>>> = keys.iter().map(|k| (k.clone(), None)).collect();
         if keys.is_empty() {
             return Ok(found);
         }
         // A key with a NUL character cannot be stored, so it has no state.
         let storable: Vec<&str> = keys.iter().map(String::as_str).filter(|k| !k.contains('\0')).collect();
-        let rows = sqlx::query(&format!(
-            "SELECT key, value FROM {} WHERE key = ANY($1)",
-            qualified(&self.schema, "_state")
-        ))
-        .bind(&storable)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT key, value FROM {} WHERE key = ANY($1)", qualified(&self.schema, "_state")))
+                .bind(&storable)
+                .fetch_all(&self.pool)
+                .await?;
         for row in rows {
             found.insert(row.get(0), Some(row.get(1)));
         }
@@ -164,13 +149,10 @@ impl BatchWriter {
         if key.contains('\0') {
             return Ok(None);
         }
-        sqlx::query_scalar(&format!(
-            "SELECT value FROM {} WHERE key = $1",
-            qualified(&self.schema, "_state")
-        ))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_scalar(&format!("SELECT value FROM {} WHERE key = $1", qualified(&self.schema, "_state")))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// Applies a batch: offsets (fenced), dead letters, state, then rows, in one transaction.
@@ -251,9 +233,7 @@ async fn advance_offset(
     p: &PartitionProgress,
 ) -> Result<(), SinkError> {
     let table = qualified(schema, "_offsets");
-    let last_event_at = p
-        .last_event_ms
-        .and_then(chrono::DateTime::from_timestamp_millis);
+    let last_event_at = p.last_event_ms.and_then(chrono::DateTime::from_timestamp_millis);
     let result = match p.expected {
         Some(expected) => {
             sqlx::query(&format!(
@@ -282,9 +262,7 @@ async fn advance_offset(
     if result.rows_affected() == 1 {
         Ok(())
     } else {
-        Err(SinkError::Fenced {
-            partition: p.partition,
-        })
+        Err(SinkError::Fenced { partition: p.partition })
     }
 }
 
@@ -317,10 +295,7 @@ async fn write_state(
         .await?;
     }
     if !removed.is_empty() {
-        sqlx::query(&format!("DELETE FROM {table} WHERE key = ANY($1)"))
-            .bind(&removed)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(&format!("DELETE FROM {table} WHERE key = ANY($1)")).bind(&removed).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -344,17 +319,10 @@ async fn write_rows(
             .collect()
     };
 
-    let deletes: Vec<Json> = rows
-        .iter()
-        .filter(|(_, r)| r.delete_first)
-        .map(|(k, _)| Json::Object(key_object(k)))
-        .collect();
+    let deletes: Vec<Json> =
+        rows.iter().filter(|(_, r)| r.delete_first).map(|(k, _)| Json::Object(key_object(k))).collect();
     if !deletes.is_empty() {
-        let matches: Vec<String> = collection
-            .primary_key
-            .iter()
-            .map(|k| format!("t.{0} = r.{0}", ident(k)))
-            .collect();
+        let matches: Vec<String> = collection.primary_key.iter().map(|k| format!("t.{0} = r.{0}", ident(k))).collect();
         sqlx::query(&format!(
             "DELETE FROM {table} AS t USING jsonb_populate_recordset(NULL::{table}, $1) AS r WHERE {}",
             matches.join(" AND ")
@@ -367,10 +335,7 @@ async fn write_rows(
     let mut shapes: BTreeMap<Shape, Vec<Json>> = BTreeMap::new();
     for (key, row) in rows {
         let Some(write) = &row.write else { continue };
-        let shape: Shape = write
-            .iter()
-            .map(|(&p, c)| (p, matches!(c, FieldChange::Add(_))))
-            .collect();
+        let shape: Shape = write.iter().map(|(&p, c)| (p, matches!(c, FieldChange::Add(_)))).collect();
         let mut object = key_object(key);
         for (&position, change) in write {
             let value = match change {
@@ -415,11 +380,8 @@ fn upsert_sql(table: &str, collection: &Collection, shape: &Shape) -> String {
             (true, false) => format!("{column} = COALESCE(t.{column}, 0) + EXCLUDED.{column}"),
         });
     }
-    let conflict = if updates.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
+    let conflict =
+        if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
     format!(
         "INSERT INTO {table} AS t ({}) SELECT {} FROM jsonb_populate_recordset(NULL::{table}, $1) AS r \
          ON CONFLICT ({}) {conflict}",
@@ -438,11 +400,7 @@ mod tests {
     fn upserts_set_or_add_per_field() {
         let spec = Spec::new(stats_spec()).unwrap();
         let (collection, _) = spec.collection("daily").unwrap();
-        let sql = upsert_sql(
-            "\"s\".\"daily\"",
-            collection,
-            &vec![(1, true), (2, false), (4, true)],
-        );
+        let sql = upsert_sql("\"s\".\"daily\"", collection, &vec![(1, true), (2, false), (4, true)]);
         assert_eq!(
             sql,
             "INSERT INTO \"s\".\"daily\" AS t (\"day\", \"count\", \"revenue\", \"by_status\") \
