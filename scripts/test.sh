@@ -31,6 +31,12 @@ cargo fmt --all -- --check
 log "Building the host"
 cargo build --release --locked -p projector-host
 
+log "Lints (cargo clippy -D warnings: workspace and plugins)"
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --all-targets --release --locked -- -D warnings
+(cd plugins && cargo clippy --all-targets --release --locked --target "$(rustc -vV | sed -n 's/^host: //p')" \
+   --target-dir "$CACHE/plugins-native-target" -- -D warnings)
+
 log "Unit tests (host, SDK)"
 cargo test --release --locked --workspace --exclude projector-tests
 

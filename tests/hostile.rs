@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use projector::runtime::types::{Event, Header, Operation, Value};
-use projector::runtime::{CallError, Limits, LoadError, Plugin, Runtime, StateOverlay};
+use projector::runtime::{CallError, EventResults, Limits, LoadError, Plugin, Runtime, StateOverlay};
 use projector_tests::*;
 
 /// The deadline of every call here.
@@ -60,7 +60,7 @@ fn hostile_call(kind: &str) -> Vec<Event> {
 }
 
 /// What one hostile call ended as.
-fn class(outcome: &Result<(Vec<Result<Vec<Operation>, String>>, StateOverlay), CallError>) -> String {
+fn class(outcome: &Result<(EventResults, StateOverlay), CallError>) -> String {
     match outcome {
         Err(CallError::Timeout(_)) => "deadline".into(),
         Err(CallError::Fuel { .. }) => "fuel".into(),

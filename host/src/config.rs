@@ -411,6 +411,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment's own error.
     fn environment_overrides_fields_and_ignores_other_projector_variables() {
         figment::Jail::expect_with(|jail| {
             jail.clear_env();

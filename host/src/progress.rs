@@ -129,8 +129,11 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Recent positions of every deployment, for rates and estimates; fed by the supervisor.
 #[derive(Default)]
 pub struct Board {
-    tracked: Mutex<HashMap<i64, (Progress, VecDeque<(Instant, i64)>)>>,
+    tracked: Mutex<HashMap<i64, Tracked>>,
 }
+
+/// A deployment's last reading and its recent (time, applied) positions.
+type Tracked = (Progress, VecDeque<(Instant, i64)>);
 
 impl Board {
     /// Records a new reading of a deployment.

@@ -200,7 +200,7 @@ impl Rounds {
     /// reconnected by itself. The restart is done if events were pending when the server went
     /// down; else it is due again in the next round.
     async fn restart_postgres(&mut self, host: &mut Host, later: &[DemoRecord]) {
-        let how = if self.tally.restarts.len() % 2 == 0 { Stop::Fast } else { Stop::Immediate };
+        let how = if self.tally.restarts.len().is_multiple_of(2) { Stop::Fast } else { Stop::Immediate };
         let at_stop = applied(&self.db).await;
         let started = Instant::now();
         self.server.restart(how);

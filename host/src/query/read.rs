@@ -278,12 +278,15 @@ pub async fn read_many(
     Ok(Json(json!({"data": rows, "next_cursor": next, "consistency": consistency})))
 }
 
+/// (field, value) filters named by convenience parameters.
+type Renamed = Vec<(String, String)>;
+
 /// Renames convenience parameters to fields; refuses the others.
 fn renamed(
     mut params: HashMap<String, String>,
     mapping: &[(&str, &str)],
     passthrough: &[&str],
-) -> Result<(Vec<(String, String)>, HashMap<String, String>), ApiError> {
+) -> Result<(Renamed, HashMap<String, String>), ApiError> {
     let mut fields = Vec::new();
     for (param, field) in mapping {
         if let Some(value) = params.remove(*param) {

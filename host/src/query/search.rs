@@ -176,7 +176,7 @@ pub async fn search(
     let view = rows::view(&collection);
     // A first page of a full-text search ranks every hit anyway: counting them on the way
     // costs nothing more. Otherwise a separate count, exact up to COUNT_CAP.
-    let counted_in_page = query.is_some() && params.get("cursor").is_none();
+    let counted_in_page = query.is_some() && !params.contains_key("cursor");
     let window = if counted_in_page { "count(*) OVER ()" } else { "0::bigint" };
     let page_sql = format!(
         "SELECT ({})::text, ({key})::text, t.order_id, {window} FROM {view} t {} ORDER BY {key} {direction}, t.order_id LIMIT {}",

@@ -113,7 +113,7 @@ impl StallDetector {
         // partition counts as stuck once more than one event waits (a last transaction marker
         // is never delivered, and this consumer has no fetch position to tell) and its stored
         // offset has not moved for the timeout.
-        for (&partition, _) in &seen.watermarks {
+        for &partition in seen.watermarks.keys() {
             let stored = seen.stored.get(&partition).copied();
             if seen.waiting(partition) <= 1 {
                 self.quiet.remove(&partition);

@@ -103,6 +103,37 @@ impl<P: Projection> Harness<P> {
     }
 }
 
+/// Runs projection `P` natively with in-memory per-key state and nothing else: the work a
+/// component does inside the host's sandbox, without the sandbox. The native baseline of the
+/// benchmarks; use [`Harness`] to assert rows.
+pub struct Runner<P> {
+    ctx: Context,
+    projection: PhantomData<fn() -> P>,
+}
+
+impl<P: Projection> Default for Runner<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Projection> Runner<P> {
+    /// A runner with empty state.
+    pub fn new() -> Self {
+        Self { ctx: Context::new(), projection: PhantomData }
+    }
+
+    /// Handles one event: keeps its state writes when it succeeds, drops them when it fails.
+    pub fn handle(&mut self, event: &Event) -> Result<Vec<Operation>, Error> {
+        let result = P::handle(event, &mut self.ctx);
+        match &result {
+            Ok(_) => self.ctx.commit(),
+            Err(_) => self.ctx.discard(),
+        }
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -161,36 +192,5 @@ mod tests {
         }
         // The new row's required `n` would be null.
         Harness::<Bad>::new().feed(&Event::default()).ok();
-    }
-}
-
-/// Runs projection `P` natively with in-memory per-key state and nothing else: the work a
-/// component does inside the host's sandbox, without the sandbox. The native baseline of the
-/// benchmarks; use [`Harness`] to assert rows.
-pub struct Runner<P> {
-    ctx: Context,
-    projection: PhantomData<fn() -> P>,
-}
-
-impl<P: Projection> Default for Runner<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<P: Projection> Runner<P> {
-    /// A runner with empty state.
-    pub fn new() -> Self {
-        Self { ctx: Context::new(), projection: PhantomData }
-    }
-
-    /// Handles one event: keeps its state writes when it succeeds, drops them when it fails.
-    pub fn handle(&mut self, event: &Event) -> Result<Vec<Operation>, Error> {
-        let result = P::handle(event, &mut self.ctx);
-        match &result {
-            Ok(_) => self.ctx.commit(),
-            Err(_) => self.ctx.discard(),
-        }
-        result
     }
 }
