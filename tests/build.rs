@@ -25,6 +25,9 @@ const OTHER_LANGUAGES: &[(&str, &str, &[&str])] = &[
     ("JS", "plugins/js/build.sh", &["order_summaries", "sku_sales"]),
 ];
 
+/// Set (to anything but `0`), the Python and JavaScript components are not built.
+const SKIP_OTHER_LANGUAGES: &str = "PROJECTOR_SKIP_OTHER_LANGUAGES";
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap();
@@ -54,7 +57,19 @@ fn main() {
         status.success(),
         "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
     );
+    // For an editor's `cargo check`, which should not start Python and Node: the components'
+    // variables then name a path that says why it is missing, so only the tests that load them
+    // fail. The test command never sets it.
+    println!("cargo:rerun-if-env-changed={SKIP_OTHER_LANGUAGES}");
+    let skip = std::env::var_os(SKIP_OTHER_LANGUAGES).is_some_and(|v| !v.is_empty() && v != "0");
     for (prefix, script, components) in OTHER_LANGUAGES {
+        if skip {
+            for component in *components {
+                let missing = format!("not-built-because-{SKIP_OTHER_LANGUAGES}-is-set/{component}.wasm");
+                println!("cargo:rustc-env={prefix}_{}_WASM={missing}", component.to_uppercase());
+            }
+            continue;
+        }
         let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join(prefix.to_lowercase());
         let mut command = Command::new("bash");
         command.env_clear();
