@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use projector::runtime::types::{Event, Header, Operation, Value};
+use projector::contract::{Event, Header, Operation, Value};
 use projector::runtime::{CallError, EventResults, Limits, LoadError, Plugin, Runtime, StateOverlay};
 use projector_tests::*;
 

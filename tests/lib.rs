@@ -70,8 +70,8 @@ pub fn cache_dir() -> std::path::PathBuf {
 }
 
 /// Records as the events a plugin receives, at consecutive offsets of partition 0.
-pub fn events_of(records: &[DemoRecord]) -> Vec<projector::runtime::types::Event> {
-    use projector::runtime::types::{Event, Header};
+pub fn events_of(records: &[DemoRecord]) -> Vec<projector::contract::Event> {
+    use projector::contract::{Event, Header};
     records
         .iter()
         .enumerate()

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value as Json};
 
-use crate::runtime::types::{FieldType, FieldValue, Operation, ScalarType, Value};
+use crate::contract::{FieldType, FieldValue, Operation, ScalarType, Value};
 use crate::spec::{is_numeric, CollectionInfo, Spec};
 
 /// One primary-key component, in a form with a single representation per value.
@@ -176,7 +176,7 @@ fn apply_one(
 
 /// Position of a field operations may write.
 fn writable(
-    fields: &[crate::runtime::types::Field],
+    fields: &[crate::contract::Field],
     info: &CollectionInfo,
     collection: &str,
     field: &str,
@@ -191,7 +191,7 @@ fn writable(
     Ok(position)
 }
 
-fn key_of(fields: &[crate::runtime::types::Field], info: &CollectionInfo, values: &[Value]) -> Result<Key, String> {
+fn key_of(fields: &[crate::contract::Field], info: &CollectionInfo, values: &[Value]) -> Result<Key, String> {
     if values.len() != info.primary_key.len() {
         return Err(format!(
             "the key has {} values; the primary key has {} fields",
@@ -293,8 +293,8 @@ fn storable_json(document: &Json) -> Result<(), String> {
     }
 }
 
-fn scalar_json(element: ScalarType, item: &crate::runtime::types::Scalar) -> Result<Json, String> {
-    use crate::runtime::types::Scalar;
+fn scalar_json(element: ScalarType, item: &crate::contract::Scalar) -> Result<Json, String> {
+    use crate::contract::Scalar;
     let as_value = match item {
         Scalar::Null => Value::Null,
         Scalar::Boolean(b) => Value::Boolean(*b),
@@ -470,7 +470,7 @@ fn value_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::types::{Delete, Increment, Upsert};
+    use crate::contract::{Delete, Increment, Upsert};
     use crate::spec::tests::stats_spec;
 
     fn spec() -> Spec {
@@ -561,7 +561,7 @@ mod tests {
         assert_eq!(to_json(&FieldType::Json, &document), Err(refused.to_string()));
         let member = Value::Json(r#"{"k\u0000": 1}"#.into());
         assert_eq!(to_json(&FieldType::Json, &member), Err(refused.to_string()));
-        let list = Value::List(vec![crate::runtime::types::Scalar::Text("z\0".into())]);
+        let list = Value::List(vec![crate::contract::Scalar::Text("z\0".into())]);
         assert!(to_json(&FieldType::List(ScalarType::Text), &list).unwrap_err().contains("NUL"));
         assert_eq!(to_json(&FieldType::Text, &Value::Text("fine".into())), Ok(Json::String("fine".into())));
     }
@@ -613,11 +613,8 @@ mod tests {
         );
         assert_eq!(to_json(&FieldType::Float, &Value::Float(f64::NAN)).unwrap(), Json::String("NaN".into()));
         assert_eq!(
-            to_json(
-                &FieldType::List(ScalarType::Text),
-                &Value::List(vec![crate::runtime::types::Scalar::Text("a".into())])
-            )
-            .unwrap(),
+            to_json(&FieldType::List(ScalarType::Text), &Value::List(vec![crate::contract::Scalar::Text("a".into())]))
+                .unwrap(),
             serde_json::json!(["a"])
         );
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 use crate::changeset::Changeset;
-use crate::runtime::types::{Event, Header};
+use crate::contract::{Event, Header};
 use crate::runtime::{Plugin, StateOverlay};
 
 /// One sample event, in the `samples.jsonl` shape: `{"key", "headers", "value"}`, optionally

@@ -12,6 +12,7 @@ pub mod app;
 pub mod changeset;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod demo;
 pub mod dryrun;
 pub mod metrics;

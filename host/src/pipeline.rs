@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
+use crate::contract::{Event, Header};
 use crate::progress::Watermarks;
 use crate::registry::{Deployment, Poison, Registry};
-use crate::runtime::types::{Event, Header};
 use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
 use crate::sink::postgres::letters::{Build, Letter, Reason};
 use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};

@@ -22,7 +22,7 @@ use serde::Serialize;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::runtime::types::ProjectionSpec;
+use crate::contract::{ProjectionSpec, StoredSpec};
 use crate::sink::postgres::ddl;
 use crate::spec::Spec;
 
@@ -379,7 +379,7 @@ impl Registry {
         .bind(version as i32)
         .bind(build as i32)
         .bind(sha256)
-        .bind(sqlx::types::Json(spec.raw()))
+        .bind(sqlx::types::Json(StoredSpec::new(spec.raw().clone())))
         .bind(&schema)
         .bind(&group)
         .bind(uploaded_by)
@@ -775,14 +775,14 @@ async fn check_collections_free(tx: &mut Transaction<'static, Postgres>, spec: &
 }
 
 fn deployment(row: &sqlx::postgres::PgRow) -> Result<Deployment, sqlx::Error> {
-    let spec: sqlx::types::Json<ProjectionSpec> = row.try_get("spec")?;
+    let spec: sqlx::types::Json<StoredSpec> = row.try_get("spec")?;
     Ok(Deployment {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         version: row.try_get::<i32, _>("version")? as u32,
         build: row.try_get::<i32, _>("build")? as u32,
         sha256: row.try_get("sha256")?,
-        spec: spec.0,
+        spec: spec.0.spec,
         schema: row.try_get("schema_name")?,
         consumer_group: row.try_get("consumer_group")?,
         status: Status::parse(row.try_get::<&str, _>("status")?),

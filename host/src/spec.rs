@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::runtime::types::{Collection, Computed, Field, FieldType, ProjectionSpec, ScalarType, Sink};
+use crate::contract::{Collection, Computed, Field, FieldType, ProjectionSpec, ScalarType, Sink};
 
 /// A declaration that cannot be used, naming the part at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -260,7 +260,7 @@ pub fn is_numeric(field_type: &FieldType) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::runtime::types::Ratio;
+    use crate::contract::Ratio;
 
     pub fn field(name: &str, type_: FieldType) -> Field {
         Field {

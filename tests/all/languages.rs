@@ -239,7 +239,7 @@ async fn customer_ltv_in_python_and_sku_sales_in_javascript_give_exact_read_mode
 /// within the call deadline: neither can hold the host's thread.
 #[test]
 fn a_sleeping_python_plugin_cannot_outlast_the_deadline() {
-    use projector::runtime::types::{Event, Operation, Value};
+    use projector::contract::{Event, Operation, Value};
     use projector::runtime::{CallError, Limits, Runtime, StateOverlay};
     let limit = Duration::from_secs(2);
     let runtime = Runtime::new(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use projector::config::MAX_FUEL_PER_EVENT;
-use projector::runtime::types::{Event, Header, Operation, Value};
+use projector::contract::{Event, Header, Operation, Value};
 use projector::runtime::{
     CallError, Limits, LoadError, Plugin, Runtime, StateOverlay, CALL_FUEL, MAX_TRANSFER, REST_AFTER_FAILURE,
 };

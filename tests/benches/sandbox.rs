@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use projector::runtime::types::Event;
+use projector::contract::Event;
 use projector::runtime::{Interruption, Limits, Plugin, Runtime, StateOverlay};
 use projector_sdk::testing::Runner;
 use projector_sdk::Projection;

@@ -13,8 +13,8 @@ use sqlx::Row;
 use super::consistency::{self, Consistency};
 use super::rows::{self, bad, Cursor, Params};
 use crate::admin::ApiError;
+use crate::contract::{Collection, Field, FieldType};
 use crate::registry::Deployment;
-use crate::runtime::types::{Collection, Field, FieldType};
 use crate::sink::postgres::ddl::ident;
 use crate::supervisor::Shared;
 

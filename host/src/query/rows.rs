@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::ApiError;
-use crate::runtime::types::{Collection, Field, FieldType};
+use crate::contract::{Collection, Field, FieldType};
 use crate::sink::postgres::ddl::{ident, qualified};
 
 /// `read_models."<collection>"`.

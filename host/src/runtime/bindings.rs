@@ -4,7 +4,6 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "projection",
     imports: { default: trappable },
-    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
 pub use self::projector::projection::types;

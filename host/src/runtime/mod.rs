@@ -16,7 +16,8 @@
 //!   a slow state load) and is not deterministic: [`CallError::is_deterministic`] tells them
 //!   apart.
 
-pub mod bindings;
+mod bindings;
+mod convert;
 mod sandbox;
 
 use std::hash::{Hash, Hasher};
@@ -29,13 +30,12 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::types;
 pub use sandbox::{StateLoader, StateOverlay, StateUnavailable};
 
+use crate::contract::{Event, Operation, ProjectionSpec};
 use crate::spec::{Spec, SpecError};
 use bindings::{Projection, ProjectionPre};
 use sandbox::Sandbox;
-use types::{Event, Operation};
 
 /// Most operations one call may return, over all its events.
 pub const MAX_OPERATIONS: usize = 100_000;
@@ -489,11 +489,11 @@ impl Plugin {
         self.describe_fuel
     }
 
-    fn describe(&mut self) -> Result<types::ProjectionSpec, CallError> {
+    fn describe(&mut self) -> Result<ProjectionSpec, CallError> {
         let (mut store, instance) = self.instantiate("(loading)", None, DESCRIBE_FUEL)?;
         let spec = instance.call_describe(&mut store).map_err(|e| self.call_error(&store, e, DESCRIBE_FUEL))?;
         self.describe_fuel = self.spent(&store, DESCRIBE_FUEL);
-        Ok(spec)
+        Ok(convert::spec(spec))
     }
 
     /// Projects `events` with `state` as the per-key state; returns one result per event and
@@ -521,7 +521,8 @@ impl Plugin {
     fn call_handle(&self, events: &[Event], state: StateOverlay) -> Result<(EventResults, StateOverlay), CallError> {
         let budget = self.limits.call_fuel(events.len());
         let (mut store, instance) = self.instantiate(self.spec().name(), Some(state), budget)?;
-        let results = instance.call_handle(&mut store, events).map_err(|e| self.call_error(&store, e, budget))?;
+        let events: Vec<_> = events.iter().map(convert::event).collect();
+        let results = instance.call_handle(&mut store, &events).map_err(|e| self.call_error(&store, e, budget))?;
         self.fuel_spent.fetch_add(self.spent(&store, budget), Ordering::Relaxed);
         if results.len() != events.len() {
             return Err(CallError::Contract(format!(
@@ -539,7 +540,7 @@ impl Plugin {
         }
         self.peak_memory.fetch_max(store.data().peak_memory(), Ordering::Relaxed);
         let state = store.data_mut().state.take().expect("state was given");
-        Ok((results, state))
+        Ok((results.into_iter().map(convert::answer).collect(), state))
     }
 
     /// A fresh store and instance, bounded by `fuel` and the deadline from the first

@@ -4,7 +4,7 @@
 //! Invariant: every identifier here comes from a validated [`Spec`] (lowercase ASCII, digits,
 //! `_`) and is still quoted; nothing is spliced in from plugin output or requests.
 
-use crate::runtime::types::{Collection, Computed, Field, FieldType, ScalarType};
+use crate::contract::{Collection, Computed, Field, FieldType, ScalarType};
 use crate::spec::Spec;
 
 /// Quotes an identifier for SQL.

@@ -13,7 +13,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::ddl::qualified;
 use super::SinkError;
-use crate::runtime::types::{Event, Header};
+use crate::contract::{Event, Header};
 
 /// Why an event was moved past.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

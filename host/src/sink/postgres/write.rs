@@ -19,7 +19,7 @@ use sqlx::{Postgres, Row, Transaction};
 use super::ddl::{ident, qualified};
 use super::letters::{self, Letter};
 use crate::changeset::{amount_json, key_json, Changeset, FieldChange, Key, RowChange};
-use crate::runtime::types::{Collection, Event, FieldType};
+use crate::contract::{Collection, Event, FieldType};
 use crate::spec::{CollectionInfo, Spec};
 
 /// Why a batch could not be applied.
