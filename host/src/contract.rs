@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - These types are the host's own. The bindings wasmtime generates from the WIT stay inside
-//!   [`crate::runtime`], which converts at the call boundary, so a change to the WIT touches the
+//!   the runtime module, which converts at the call boundary, so a change to the WIT touches the
 //!   runtime and this module, not every module that reads an operation or a declaration.
 //! - A declaration persists as [`StoredSpec`]: a format number beside the spec, field and
 //!   variant names of the host's choosing, defaults for every field that may be added later and

@@ -10,7 +10,6 @@
 pub mod admin;
 pub mod app;
 pub mod changeset;
-pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod demo;
@@ -21,7 +20,6 @@ pub mod progress;
 pub mod query;
 pub mod registry;
 pub mod runtime;
-pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod spec;

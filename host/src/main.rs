@@ -1,5 +1,7 @@
 //! The `projector` command.
 
+mod command;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -49,7 +51,7 @@ enum Command {
         name: String,
         /// Language of the plugin.
         #[arg(long, value_enum)]
-        lang: projector::scaffold::Lang,
+        lang: command::scaffold::Lang,
         /// Directory to create the project in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -169,14 +171,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     if let Command::Projections { admin_url, token, action } = cli.command {
-        return projections(&projector::cli::Client::new(&admin_url, &token), action).await;
+        return projections(&command::cli::Client::new(&admin_url, &token), action).await;
     }
     if let Command::Precompile { cache_dir } = &cli.command {
         return precompile(cache_dir);
     }
     if let Command::New { name, lang, dir, sdk } = &cli.command {
-        let sdk = sdk.clone().unwrap_or_else(projector::scaffold::default_sdk_path);
-        let root = projector::scaffold::create(name, *lang, dir, &sdk)?;
+        let sdk = sdk.clone().unwrap_or_else(command::scaffold::default_sdk_path);
+        let root = command::scaffold::create(name, *lang, dir, &sdk)?;
         println!("Created {}. See its README.md to build, test and push it.", root.display());
         return Ok(());
     }
@@ -242,7 +244,7 @@ fn precompile(cache_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn projections(client: &projector::cli::Client, action: ProjectionsAction) -> anyhow::Result<()> {
+async fn projections(client: &command::cli::Client, action: ProjectionsAction) -> anyhow::Result<()> {
     let show = |body: serde_json::Value| println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
     match action {
         ProjectionsAction::Push { file, hot_swap, no_wait, on_poison } => {

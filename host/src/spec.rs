@@ -90,16 +90,6 @@ impl Spec {
         let index = *self.by_name.get(name)?;
         Some((&self.raw.collections[index], &self.collections[index]))
     }
-
-    /// The PostgreSQL schema holding this version's tables, e.g. `proj_order_summaries_v1`.
-    pub fn schema_name(&self) -> String {
-        format!("proj_{}_v{}", self.raw.name.replace('-', "_"), self.raw.version)
-    }
-
-    /// The consumer group of this version.
-    pub fn consumer_group(&self, prefix: &str) -> String {
-        format!("{prefix}.{}.v{}", self.raw.name, self.raw.version)
-    }
 }
 
 impl CollectionInfo {

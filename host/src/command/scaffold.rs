@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use crate::spec::is_identifier;
+use projector::spec::is_identifier;
 
 /// A plugin language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -183,19 +183,19 @@ See docs/writing-plugins.md in the Projector repository.
 }
 
 /// Sample events of every order event type, for `projector check` and tests.
-const SAMPLES: &str = include_str!("../../plugins/testdata/samples.jsonl");
+const SAMPLES: &str = include_str!("../../../plugins/testdata/samples.jsonl");
 /// The WIT contract, copied into Python and JavaScript projects (their toolchains read it).
-const WIT: &str = include_str!("../../wit/projection.wit");
+const WIT: &str = include_str!("../../../wit/projection.wit");
 /// The Python helper module, copied verbatim.
-const PYTHON_HELPER: &str = include_str!("../../plugins/python/projector_plugin.py");
+const PYTHON_HELPER: &str = include_str!("../../../plugins/python/projector_plugin.py");
 /// The JavaScript helper module and its test harness, copied verbatim.
-const JS_HELPER: &str = include_str!("../../plugins/js/projector.js");
+const JS_HELPER: &str = include_str!("../../../plugins/js/projector.js");
 /// See [`JS_HELPER`].
-const JS_TESTING: &str = include_str!("../../plugins/js/projector-testing.js");
+const JS_TESTING: &str = include_str!("../../../plugins/js/projector-testing.js");
 /// The pinned JavaScript toolchain, the same as the repository's plugins use.
-const JS_PACKAGE: &str = include_str!("../../plugins/js/package.json");
+const JS_PACKAGE: &str = include_str!("../../../plugins/js/package.json");
 /// The pinned Python toolchain, the same as the repository's plugins use.
-const PYTHON_REQUIREMENTS: &str = include_str!("../../plugins/python/requirements.txt");
+const PYTHON_REQUIREMENTS: &str = include_str!("../../../plugins/python/requirements.txt");
 
 fn python(name: &str, collection: &str) -> anyhow::Result<Vec<(String, String)>> {
     let app = format!(
