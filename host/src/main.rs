@@ -260,9 +260,9 @@ async fn projections(client: &command::cli::Client, action: ProjectionsAction) -
         ProjectionsAction::Status { name } => client.status(&name).await?,
         ProjectionsAction::Rebuild { name, no_wait } => {
             let body = client.rebuild(&name).await?;
-            println!("{name}: rebuilding as build {}", body["deployment"]["build"]);
+            println!("{name}: rebuilding as build {}", body.deployment.build);
             if !no_wait {
-                client.follow(&name, body["deployment"]["id"].as_i64().unwrap_or_default()).await?;
+                client.follow(&name, body.deployment.id).await?;
             }
         }
         ProjectionsAction::Rollback { name } => show(client.act(&name, "rollback").await?),

@@ -61,7 +61,7 @@ pub struct ProjectionStatus {
 }
 
 /// One detected stall of a projection's consumer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stall {
     /// When it was detected.
     pub at: chrono::DateTime<chrono::Utc>,

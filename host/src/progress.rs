@@ -57,7 +57,7 @@ impl Watermarks {
 }
 
 /// One partition's position.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct PartitionPosition {
     /// Stored next offset (0 when nothing is stored yet).
     pub stored_offset: i64,

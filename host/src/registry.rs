@@ -80,7 +80,7 @@ impl fmt::Display for Status {
 /// What a deployment does with a *poison* event: one that fails deterministically (the plugin
 /// rejects it, traps on it, or the database refuses what it makes of it). Transient failures
 /// (the database or the broker away) are never poison: they are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Poison {
     /// Stop exactly at the event, everything before it applied, until a fixed build is

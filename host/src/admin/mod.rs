@@ -11,6 +11,7 @@
 mod error;
 mod projections;
 mod upload;
+pub mod views;
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};

@@ -8,6 +8,9 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
+use super::views::{
+    ConsumerView, DeploymentAction, DeploymentView, LastError, LetterCounts, ProjectionList, ProjectionView, RolledBack,
+};
 use super::{ApiError, Caller};
 use crate::registry::{Component, Created, Deployment, Status};
 use crate::sink::postgres::letters;
@@ -24,104 +27,105 @@ fn state(d: &Deployment) -> String {
     }
 }
 
-/// Dead letters per deployment: `(pending, re-driven)`.
-type LetterCounts = BTreeMap<i64, (i64, i64)>;
+/// Dead letters per deployment.
+type Letters = BTreeMap<i64, LetterCounts>;
 
-async fn letter_counts(shared: &Shared, deployments: &[Deployment]) -> Result<LetterCounts, ApiError> {
-    let mut counts = LetterCounts::new();
+async fn letter_counts(shared: &Shared, deployments: &[Deployment]) -> Result<Letters, ApiError> {
+    let mut counts = Letters::new();
     for d in deployments {
-        let count = letters::counts(shared.database.pool(), &d.schema).await.map_err(ApiError::internal)?;
-        counts.insert(d.id, count);
+        let (pending, redriven) =
+            letters::counts(shared.database.pool(), &d.schema).await.map_err(ApiError::internal)?;
+        counts.insert(d.id, LetterCounts { pending, redriven });
     }
     Ok(counts)
 }
 
-fn describe(shared: &Shared, d: &Deployment) -> Value {
-    describe_with(shared, d, &LetterCounts::new())
+fn describe(shared: &Shared, d: &Deployment) -> DeploymentView {
+    describe_with(shared, d, &Letters::new())
 }
 
-fn describe_with(shared: &Shared, d: &Deployment, counts: &LetterCounts) -> Value {
+fn describe_with(shared: &Shared, d: &Deployment, counts: &Letters) -> DeploymentView {
     let progress = shared.board.get(d.id).unwrap_or_default();
-    let (pending, redriven) = counts.get(&d.id).copied().unwrap_or_default();
-    let partitions: BTreeMap<String, Value> =
-        progress.partitions.iter().map(|(p, pos)| (p.to_string(), json!(pos))).collect();
-    json!({
-        "id": d.id,
-        "version": d.version,
-        "build": d.build,
-        "state": state(d),
-        "serving": d.serving,
-        "sha256": d.sha256,
-        "schema": d.schema,
-        "consumer_group": d.consumer_group,
-        "uploaded_by": d.uploaded_by,
-        "created_at": d.created_at,
-        "activated_at": d.activated_at,
-        "collections": d.spec.collections.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-        "lag": progress.lag,
-        "applied": progress.applied,
-        "events_per_second": (progress.events_per_second * 10.0).round() / 10.0,
-        "eta_seconds": progress.eta_seconds.map(|s| (s * 10.0).round() / 10.0),
-        "partitions": partitions,
-        "consumer": consumer(shared, d.id),
-        "on_poison": d.on_poison,
-        "dead_letters": {"pending": pending, "redriven": redriven},
-        "last_error": d.last_error.as_ref().map(|message| json!({
-            "message": message, "partition": d.error_partition, "offset": d.error_offset,
-        })),
-    })
+    DeploymentView {
+        id: d.id,
+        version: d.version,
+        build: d.build,
+        state: state(d),
+        serving: d.serving,
+        sha256: d.sha256.clone(),
+        schema: d.schema.clone(),
+        consumer_group: d.consumer_group.clone(),
+        uploaded_by: d.uploaded_by.clone(),
+        created_at: d.created_at,
+        activated_at: d.activated_at,
+        collections: d.spec.collections.iter().map(|c| c.name.clone()).collect(),
+        lag: progress.lag,
+        applied: progress.applied,
+        events_per_second: (progress.events_per_second * 10.0).round() / 10.0,
+        eta_seconds: progress.eta_seconds.map(|s| (s * 10.0).round() / 10.0),
+        partitions: progress.partitions.iter().map(|(p, pos)| (p.to_string(), *pos)).collect(),
+        consumer: consumer(shared, d.id),
+        on_poison: d.on_poison,
+        dead_letters: counts.get(&d.id).copied().unwrap_or_default(),
+        last_error: d.last_error.as_ref().map(|message| LastError {
+            message: message.clone(),
+            partition: d.error_partition,
+            offset: d.error_offset,
+        }),
+    }
 }
 
-/// This instance's consumer of a deployment (`null` when it does not run it here): whether it
+/// This instance's consumer of a deployment (`None` when it does not run it here): whether it
 /// is stalled, how many stalls it recovered from and the last one, and how many of its batches
 /// a fence rejected.
-fn consumer(shared: &Shared, id: i64) -> Value {
+fn consumer(shared: &Shared, id: i64) -> Option<ConsumerView> {
     use std::sync::atomic::Ordering;
     let workers = shared.workers.lock().expect("not poisoned");
-    let Some(status) = workers.get(&id) else { return Value::Null };
-    json!({
-        "stalled": status.stalled.load(Ordering::Acquire),
-        "stalls": status.stalls.load(Ordering::Relaxed),
-        "last_stall": status.last_stall.lock().expect("not poisoned").clone(),
-        "fenced_batches": status.fenced.load(Ordering::Relaxed),
-        "offset_jumps": status.offset_jumps.load(Ordering::Relaxed),
-        "last_offset_jump": status.last_offset_jump.lock().expect("not poisoned").clone(),
-        "events_applied": status.events_applied.load(Ordering::Relaxed),
-    })
+    let status = workers.get(&id)?;
+    let view = ConsumerView {
+        stalled: status.stalled.load(Ordering::Acquire),
+        stalls: status.stalls.load(Ordering::Relaxed),
+        last_stall: status.last_stall.lock().expect("not poisoned").clone(),
+        fenced_batches: status.fenced.load(Ordering::Relaxed),
+        offset_jumps: status.offset_jumps.load(Ordering::Relaxed),
+        last_offset_jump: status.last_offset_jump.lock().expect("not poisoned").clone(),
+        events_applied: status.events_applied.load(Ordering::Relaxed),
+    };
+    Some(view)
 }
 
-fn summary(shared: &Shared, name: &str, deployments: &[&Deployment], counts: &LetterCounts) -> Value {
+fn summary(shared: &Shared, name: &str, deployments: &[&Deployment], counts: &Letters) -> ProjectionView {
     let live = deployments.iter().find(|d| d.status == Status::Live);
     let serving = deployments.iter().find(|d| d.serving);
-    json!({
-        "name": name,
-        "live_version": live.map(|d| d.version),
-        "serving_version": serving.map(|d| d.version),
-        "on_poison": serving.or(deployments.first()).map(|d| d.on_poison),
-        "deployments": deployments.iter().map(|d| describe_with(shared, d, counts)).collect::<Vec<_>>(),
-    })
+    ProjectionView {
+        name: name.to_string(),
+        live_version: live.map(|d| d.version),
+        serving_version: serving.map(|d| d.version),
+        on_poison: serving.or(deployments.first()).map(|d| d.on_poison),
+        deployments: deployments.iter().map(|d| describe_with(shared, d, counts)).collect(),
+    }
 }
 
 /// `GET /admin/projections`: every projection with its deployments.
 #[utoipa::path(get, path = "/admin/projections", tag = "projections", security(("bearer" = [])),
-    responses((status = 200, description = "`{projections: [{name, live_version, deployments: [{id, version, build, state, paused, sha256, schema, consumer_group, progress, last_error, ...}]}]}`"),
+    responses((status = 200, description = "Every projection with its deployments", body = ProjectionList),
               (status = 401, description = "No or unknown token")))]
-pub async fn list(State(shared): State<Shared>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(shared): State<Shared>) -> Result<Json<ProjectionList>, ApiError> {
     let all = shared.registry.all().await?;
     let counts = letter_counts(&shared, &all).await?;
     let mut by_name: BTreeMap<&str, Vec<&Deployment>> = BTreeMap::new();
     for d in &all {
         by_name.entry(&d.name).or_default().push(d);
     }
-    let projections: Vec<Value> = by_name.iter().map(|(name, ds)| summary(&shared, name, ds, &counts)).collect();
-    Ok(Json(json!({"projections": projections})))
+    let projections = by_name.iter().map(|(name, ds)| summary(&shared, name, ds, &counts)).collect();
+    Ok(Json(ProjectionList { projections }))
 }
 
 /// `GET /admin/projections/{name}`: one projection in detail.
 #[utoipa::path(get, path = "/admin/projections/{name}", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
-    responses((status = 200, description = "The projection: live version and every deployment with its state, progress (lag per partition, events/s, ETA) and last error"),
+    responses((status = 200, description = "The projection: live version and every deployment with its state, progress (lag per partition, events/s, ETA) and last error", body = ProjectionView),
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<ProjectionView>, ApiError> {
     let deployments = shared.registry.of(&name).await?;
     let counts = letter_counts(&shared, &deployments).await?;
     let refs: Vec<&Deployment> = deployments.iter().collect();
@@ -131,12 +135,12 @@ pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> R
 /// `POST /admin/projections/{name}/rebuild`: the live code again from the start of the topic,
 /// blue/green: the current deployment serves until the rebuild has caught up.
 #[utoipa::path(post, path = "/admin/projections/{name}/rebuild", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
-    responses((status = 202, description = "`{result: \"building\", deployment}`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+    responses((status = 202, description = "The rebuild, building", body = DeploymentAction), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn rebuild(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeploymentAction>), ApiError> {
     let deployments = shared.registry.of(&name).await?;
     let source =
         deployments.iter().find(|d| d.serving).or_else(|| deployments.first()).expect("of() returns at least one");
@@ -147,20 +151,23 @@ pub async fn rebuild(
         unreachable!("a rebuild always creates a deployment");
     };
     tracing::info!(projection = %name, version = deployment.version, build = deployment.build, by = %caller.name, "Rebuild started.");
-    Ok((StatusCode::ACCEPTED, Json(json!({"result": "building", "deployment": describe(&shared, &deployment)}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeploymentAction { result: "building".into(), deployment: describe(&shared, &deployment) }),
+    ))
 }
 
 /// `POST /admin/projections/{name}/rollback`: the previous deployment back live, at once.
 #[utoipa::path(post, path = "/admin/projections/{name}/rollback", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
-    responses((status = 200, description = "`{result: \"rolled back\", live}`"), (status = 409, description = "No standby deployment to roll back to"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+    responses((status = 200, description = "The deployment live again", body = RolledBack), (status = 409, description = "No standby deployment to roll back to"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn rollback(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RolledBack>, ApiError> {
     let live = shared.registry.rollback(&name).await?;
     tracing::info!(projection = %name, version = live.version, build = live.build, by = %caller.name, "Rolled back.");
-    Ok(Json(json!({"result": "rolled back", "live": describe(&shared, &live)})))
+    Ok(Json(RolledBack { result: "rolled back".into(), live: describe(&shared, &live) }))
 }
 
 /// `POST /admin/projections/{name}/pause`.
@@ -215,17 +222,17 @@ pub async fn set_policy(
 /// `POST /admin/projections/{name}/skip`: moves a deployment halted at one event past it.
 #[utoipa::path(post, path = "/admin/projections/{name}/skip", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     request_body(content = String, content_type = "application/json", description = "`{partition, offset}`: exactly where the deployment failed"),
-    responses((status = 200, description = "`{result: \"skipping\", deployment}`: it runs again and records that one event in its dead letters (reason `skipped`, who skipped it) as it moves past it; a fixed build hot-swapped in first would apply it instead"),
+    responses((status = 200, body = DeploymentAction, description = "`{result: \"skipping\", deployment}`: it runs again and records that one event in its dead letters (reason `skipped`, who skipped it) as it moves past it; a fixed build hot-swapped in first would apply it instead"),
               (status = 409, description = "No deployment of the projection failed at that event"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub async fn skip(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(at): Json<At>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeploymentAction>, ApiError> {
     let deployment = shared.registry.skip(&name, (at.partition, at.offset), &caller.name).await?;
     tracing::warn!(projection = %name, partition = at.partition, offset = at.offset, by = %caller.name, "Poison event skipped by an operator.");
-    Ok(Json(json!({"result": "skipping", "deployment": describe(&shared, &deployment)})))
+    Ok(Json(DeploymentAction { result: "skipping".into(), deployment: describe(&shared, &deployment) }))
 }
 
 /// Query of the dead-letter list.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
+use projector::admin::views::{DeploymentAction, ProjectionList, ProjectionView};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -40,6 +42,12 @@ impl Client {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
+    /// A GET whose answer has a type of the API's own: a body that does not decode is an error
+    /// naming the route, not a row of blanks.
+    async fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        decode(path, self.get(path).await?)
+    }
+
     async fn post(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base))).await
     }
@@ -67,7 +75,7 @@ impl Client {
 
     /// Prints every projection as a table.
     pub async fn list(&self) -> anyhow::Result<()> {
-        let body = self.get("/admin/projections").await?;
+        let body: ProjectionList = self.get_as("/admin/projections").await?;
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
             "projection",
@@ -78,16 +86,16 @@ impl Client {
             "events/s",
             "sha256",
         ]);
-        for projection in body["projections"].as_array().into_iter().flatten() {
-            for d in projection["deployments"].as_array().into_iter().flatten() {
+        for projection in &body.projections {
+            for d in &projection.deployments {
                 table.add_row([
-                    projection["name"].as_str().unwrap_or_default().to_string(),
-                    d["version"].to_string(),
-                    d["build"].to_string(),
-                    d["state"].as_str().unwrap_or_default().to_string(),
-                    d["lag"].to_string(),
-                    d["events_per_second"].to_string(),
-                    d["sha256"].as_str().unwrap_or_default().chars().take(12).collect(),
+                    projection.name.clone(),
+                    d.version.to_string(),
+                    d.build.to_string(),
+                    d.state.clone(),
+                    d.lag.to_string(),
+                    d.events_per_second.to_string(),
+                    d.sha256.chars().take(12).collect(),
                 ]);
             }
         }
@@ -103,8 +111,9 @@ impl Client {
     }
 
     /// Starts a rebuild; returns the API's answer.
-    pub async fn rebuild(&self, name: &str) -> anyhow::Result<Value> {
-        self.post(&format!("/admin/projections/{name}/rebuild")).await
+    pub async fn rebuild(&self, name: &str) -> anyhow::Result<DeploymentAction> {
+        let path = format!("/admin/projections/{name}/rebuild");
+        decode(&path, self.post(&path).await?)
     }
 
     /// Rolls back, pauses or resumes.
@@ -187,24 +196,22 @@ impl Client {
         );
         bar.set_prefix(format!("{name} building"));
         loop {
-            let body = self.get(&format!("/admin/projections/{name}")).await?;
-            let Some(d) = body["deployments"].as_array().into_iter().flatten().find(|d| d["id"] == id) else {
+            let body: ProjectionView = self.get_as(&format!("/admin/projections/{name}")).await?;
+            let Some(d) = body.deployments.into_iter().find(|d| d.id == id) else {
                 bar.abandon_with_message("the deployment was removed");
                 bail!("deployment {id} of {name} no longer exists");
             };
-            let (applied, lag) = (d["applied"].as_i64().unwrap_or(0), d["lag"].as_i64().unwrap_or(0));
-            bar.set_length((applied + lag).max(0) as u64);
-            bar.set_position(applied.max(0) as u64);
-            let rate = d["events_per_second"].as_f64().unwrap_or(0.0);
-            let eta = d["eta_seconds"].as_f64().map(|s| format!(", ETA {s:.0} s")).unwrap_or_default();
-            bar.set_message(format!("{rate:.0} events/s{eta}"));
-            match d["state"].as_str() {
-                Some("live") => {
-                    bar.finish_with_message(format!("live (version {}, build {})", d["version"], d["build"]));
+            bar.set_length((d.applied + d.lag).max(0) as u64);
+            bar.set_position(d.applied.max(0) as u64);
+            let eta = d.eta_seconds.map(|s| format!(", ETA {s:.0} s")).unwrap_or_default();
+            bar.set_message(format!("{:.0} events/s{eta}", d.events_per_second));
+            match d.state.as_str() {
+                "live" => {
+                    bar.finish_with_message(format!("live (version {}, build {})", d.version, d.build));
                     return Ok(());
                 }
-                Some("failed") => {
-                    let error = d["last_error"]["message"].as_str().unwrap_or("unknown error").to_string();
+                "failed" => {
+                    let error = d.last_error.map_or_else(|| "unknown error".to_string(), |e| e.message);
                     bar.abandon_with_message(format!("failed: {error}"));
                     bail!("{name} failed: {error}");
                 }
@@ -212,6 +219,11 @@ impl Client {
             }
         }
     }
+}
+
+/// Decodes an answer of `path` into its type.
+fn decode<T: DeserializeOwned>(path: &str, body: Value) -> anyhow::Result<T> {
+    serde_json::from_value(body).with_context(|| format!("the admin API answered {path} in an unexpected form"))
 }
 
 /// `text` on one line, at most about `most` characters: its start and its end (where a trap's
