@@ -263,7 +263,7 @@ pub struct Collection {
 }
 
 /// What a plugin builds: its answer to `describe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectionSpec {
     /// Projection name, e.g. `order-summaries`.
     pub name: String,

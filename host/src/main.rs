@@ -249,11 +249,10 @@ async fn projections(client: &command::cli::Client, action: ProjectionsAction) -
     match action {
         ProjectionsAction::Push { file, hot_swap, no_wait, on_poison } => {
             let body = client.push(&file, hot_swap, on_poison.as_deref()).await?;
-            let (result, d) = (body["result"].as_str().unwrap_or_default(), &body["deployment"]);
-            let name = d["name"].as_str().unwrap_or_default().to_string();
-            println!("{name} v{}: {result}", d["version"]);
-            if result == "building" && !no_wait {
-                client.follow(&name, d["id"].as_i64().unwrap_or_default()).await?;
+            let d = &body.deployment;
+            println!("{} v{}: {}", d.name, d.version, body.result);
+            if body.result == "building" && !no_wait {
+                client.follow(&d.name, d.id).await?;
             }
         }
         ProjectionsAction::List => client.list().await?,

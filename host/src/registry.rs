@@ -33,7 +33,7 @@ pub const CHANNEL: &str = "projector_registry";
 const LOCK: i64 = 0x7072_6f6a_6563_746f; // "projecto"
 
 /// Where a deployment is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Catching up from the start of the topic; not yet behind the public views.
@@ -112,7 +112,7 @@ impl Poison {
 }
 
 /// One build of one projection version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Deployment {
     /// Registry id.
     pub id: i64,

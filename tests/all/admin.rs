@@ -528,6 +528,23 @@ async fn the_admin_api_describes_itself_in_openapi() {
     .map(|(m, p)| (m.to_string(), p.to_string()))
     .collect();
     assert_eq!(paths, expected);
+    // The answers are typed: the list's body is the ProjectionList schema, and every schema
+    // referred to is described.
+    let list = &spec["paths"]["/admin/projections"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(list["$ref"], "#/components/schemas/ProjectionList", "{list}");
+    let text = spec.to_string();
+    let referred: BTreeSet<&str> =
+        text.split("\"#/components/schemas/").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    for name in ["ProjectionView", "DeploymentView", "Uploaded", "Deployment", "RolledBack"] {
+        assert!(referred.contains(name), "{name} is not referred to: {referred:?}");
+    }
+    for name in &referred {
+        assert!(spec["components"]["schemas"][name].is_object(), "{name} is referred to but not described");
+    }
+    let deployment = &spec["components"]["schemas"]["DeploymentView"]["properties"];
+    for field in ["state", "lag", "applied", "partitions", "consumer", "dead_letters", "last_error"] {
+        assert!(deployment[field].is_object(), "DeploymentView has no {field}: {deployment}");
+    }
     assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{spec}");
     let unauthenticated = api.http.get(format!("{}/admin/openapi.json", api.base)).send().await.unwrap();
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);

@@ -10,9 +10,10 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::{json, Value as Json_};
+use serde_json::Value as Json_;
 use sha2::{Digest, Sha256};
 
+use super::views::Uploaded;
 use super::{ApiError, Caller};
 use crate::dryrun::{self, SampleEvent};
 use crate::registry::{Component, Created, Poison};
@@ -160,8 +161,8 @@ async fn precompile(cache_dir: &std::path::Path, wasm: &[u8], timeout: Duration)
            ("on_poison" = Option<String>, Query, description = "The projection's poison policy, `halt` (default) or `dead-letter`; left out, it keeps the one it has"),
            ("X-Checksum-Sha256" = Option<String>, Header, description = "Expected sha256 of the body, hex")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
-    responses((status = 201, description = "`{result: \"building\", deployment}`: validated, stored, rebuilding from the start of the topic"),
-              (status = 200, description = "`{result: \"unchanged\" | \"hot-swapped\", deployment}`"),
+    responses((status = 201, description = "`building`: validated, stored, rebuilding from the start of the topic", body = Uploaded),
+              (status = 200, description = "`unchanged` or `hot-swapped`", body = Uploaded),
               (status = 400, description = "`checksum_mismatch`, `invalid_checksum_header`, `invalid_mode`, `invalid_policy`"),
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"),
               (status = 409, description = "`version_exists`, `collection_taken`"),
@@ -173,7 +174,7 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let hot_swap = match query.mode.as_deref() {
         None | Some("build") => false,
         Some("hot-swap") => true,
@@ -219,16 +220,16 @@ pub async fn upload(
     if hot_swap {
         let deployment = shared.registry.hot_swap(spec, component).await?;
         tracing::info!(projection = %deployment.name, sha256 = %sha256, by = %caller.name, "Live code hot-swapped.");
-        return Ok((StatusCode::OK, Json(json!({"result": "hot-swapped", "deployment": deployment}))));
+        return Ok((StatusCode::OK, Json(Uploaded { result: "hot-swapped".into(), deployment })));
     }
     let prefix = &shared.config.kafka.group_prefix;
     match shared.registry.create(spec, component, prefix, false, on_poison).await? {
         Created::New(deployment) => {
             tracing::info!(projection = %deployment.name, version = deployment.version, sha256 = %sha256, by = %caller.name, "Projection uploaded; building.");
-            Ok((StatusCode::CREATED, Json(json!({"result": "building", "deployment": deployment}))))
+            Ok((StatusCode::CREATED, Json(Uploaded { result: "building".into(), deployment })))
         }
         Created::Unchanged(deployment) => {
-            Ok((StatusCode::OK, Json(json!({"result": "unchanged", "deployment": deployment}))))
+            Ok((StatusCode::OK, Json(Uploaded { result: "unchanged".into(), deployment })))
         }
     }
 }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::pipeline::Stall;
 use crate::progress::PartitionPosition;
-use crate::registry::Poison;
+use crate::registry::{Deployment, Poison};
 
 /// `GET /admin/projections`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -138,4 +138,13 @@ pub struct RolledBack {
     pub result: String,
     /// The deployment live now.
     pub live: DeploymentView,
+}
+
+/// The answer to an upload: `building` (201), `unchanged` or `hot-swapped` (200).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Uploaded {
+    /// What happened.
+    pub result: String,
+    /// The deployment the upload made, kept or changed.
+    pub deployment: Deployment,
 }

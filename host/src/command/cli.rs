@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
-use projector::admin::views::{DeploymentAction, ProjectionList, ProjectionView};
+use projector::admin::views::{DeploymentAction, ProjectionList, ProjectionView, Uploaded};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -53,7 +53,7 @@ impl Client {
     }
 
     /// Uploads a component; returns the API's answer.
-    pub async fn push(&self, file: &Path, hot_swap: bool, on_poison: Option<&str>) -> anyhow::Result<Value> {
+    pub async fn push(&self, file: &Path, hot_swap: bool, on_poison: Option<&str>) -> anyhow::Result<Uploaded> {
         let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let checksum = hex::encode(Sha256::digest(&wasm));
         let mut query: Vec<String> = Vec::new();
@@ -70,7 +70,7 @@ impl Client {
             .header("X-Checksum-Sha256", checksum)
             .header("Content-Type", "application/wasm")
             .body(wasm);
-        self.send(request).await
+        decode("/admin/projections", self.send(request).await?)
     }
 
     /// Prints every projection as a table.
