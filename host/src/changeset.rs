@@ -35,7 +35,7 @@ pub enum KeyPart {
 }
 
 /// A primary key, in declared order.
-pub type Key = Vec<KeyPart>;
+pub(crate) type Key = Vec<KeyPart>;
 
 /// The net change of one field.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +234,7 @@ fn key_of(fields: &[crate::contract::Field], info: &CollectionInfo, values: &[Va
 }
 
 /// The column JSON form of a key part.
-pub fn key_json(part: &KeyPart) -> Json {
+pub(crate) fn key_json(part: &KeyPart) -> Json {
     match part {
         KeyPart::Bool(b) => Json::Bool(*b),
         KeyPart::Int(i) => Json::from(*i),
@@ -245,7 +245,7 @@ pub fn key_json(part: &KeyPart) -> Json {
 }
 
 /// Converts a value to the JSON form PostgreSQL reads into a column of `field_type`.
-pub fn to_json(field_type: &FieldType, value: &Value) -> Result<Json, String> {
+pub(crate) fn to_json(field_type: &FieldType, value: &Value) -> Result<Json, String> {
     let mismatch = || Err(format!("expected {}, got {}", type_name(field_type), value_name(value)));
     Ok(match (field_type, value) {
         (_, Value::Null) => Json::Null,
@@ -394,7 +394,7 @@ fn zero_like(amount: &Amount) -> Amount {
 }
 
 /// The column JSON form of an amount.
-pub fn amount_json(amount: &Amount) -> Json {
+pub(crate) fn amount_json(amount: &Amount) -> Json {
     match amount {
         Amount::Int(i) => Json::from(*i),
         Amount::Float(f) => float_json(*f),

@@ -7,20 +7,22 @@
 //! [`registry`] (uploaded components and deployments in PostgreSQL), [`supervisor`] (runs what
 //! the registry says, promotes what caught up), [`admin`] (the HTTP API over both).
 
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod app;
-pub mod changeset;
+mod changeset;
 pub mod config;
 pub mod contract;
 pub mod demo;
 pub mod dryrun;
-pub mod metrics;
-pub mod pipeline;
+mod metrics;
+mod pipeline;
 pub mod progress;
-pub mod query;
+mod query;
 pub mod registry;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod spec;
-pub mod supervisor;
+mod supervisor;

@@ -1,5 +1,7 @@
 //! The `projector` command.
 
+#![warn(unreachable_pub)]
+
 mod command;
 
 use std::path::PathBuf;

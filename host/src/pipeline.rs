@@ -109,7 +109,7 @@ const REDRIVE_CHECK: Duration = Duration::from_secs(1);
 const TIMEOUT_RETRIES: u32 = 3;
 
 /// Everything one deployment's thread needs.
-pub struct Projector {
+pub(crate) struct Projector {
     /// The loaded plugin.
     pub plugin: Arc<Plugin>,
     /// What it runs as: schema, consumer group, registry id.
@@ -134,7 +134,7 @@ pub struct Projector {
 
 impl Projector {
     /// Starts the projection on its own thread.
-    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+    pub(crate) fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         let name = format!("proj-{}-{}", self.deployment.name, self.deployment.id);
         std::thread::Builder::new().name(name).spawn(move || self.run())
     }

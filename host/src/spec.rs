@@ -252,7 +252,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::contract::Ratio;
 
-    pub fn field(name: &str, type_: FieldType) -> Field {
+    pub(crate) fn field(name: &str, type_: FieldType) -> Field {
         Field {
             name: name.into(),
             type_,
@@ -265,7 +265,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn stats_spec() -> ProjectionSpec {
+    pub(crate) fn stats_spec() -> ProjectionSpec {
         let mut average = field("average", FieldType::Decimal);
         average.computed =
             Some(Computed::Ratio(Ratio { numerator: "revenue".into(), denominator: "count".into(), scale: 2 }));

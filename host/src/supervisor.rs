@@ -85,7 +85,7 @@ fn start_may_pass(error: &anyhow::Error) -> bool {
 }
 
 /// Runs workers to match the registry until `cancel` fires.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     shared: Shared,
     cancel: CancellationToken,
     running: HashMap<i64, Running>,
@@ -99,12 +99,12 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor over the shared pieces.
-    pub fn new(shared: Shared, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(shared: Shared, cancel: CancellationToken) -> Self {
         Self { shared, cancel, running: HashMap::new(), watermarks: None, last_error: None, retry: HashMap::new() }
     }
 
     /// Reconciles until cancelled, then stops every worker (each finishes its batch).
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let interval = Duration::from_millis(self.shared.config.admin.reconcile_interval_ms);
         let mut listener = self.listen().await;
         loop {

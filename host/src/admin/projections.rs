@@ -110,7 +110,7 @@ fn summary(shared: &Shared, name: &str, deployments: &[&Deployment], counts: &Le
 #[utoipa::path(get, path = "/admin/projections", tag = "projections", security(("bearer" = [])),
     responses((status = 200, description = "Every projection with its deployments", body = ProjectionList),
               (status = 401, description = "No or unknown token")))]
-pub async fn list(State(shared): State<Shared>) -> Result<Json<ProjectionList>, ApiError> {
+pub(super) async fn list(State(shared): State<Shared>) -> Result<Json<ProjectionList>, ApiError> {
     let all = shared.registry.all().await?;
     let counts = letter_counts(&shared, &all).await?;
     let mut by_name: BTreeMap<&str, Vec<&Deployment>> = BTreeMap::new();
@@ -125,7 +125,10 @@ pub async fn list(State(shared): State<Shared>) -> Result<Json<ProjectionList>, 
 #[utoipa::path(get, path = "/admin/projections/{name}", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     responses((status = 200, description = "The projection: live version and every deployment with its state, progress (lag per partition, events/s, ETA) and last error", body = ProjectionView),
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<ProjectionView>, ApiError> {
+pub(super) async fn status(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<ProjectionView>, ApiError> {
     let deployments = shared.registry.of(&name).await?;
     let counts = letter_counts(&shared, &deployments).await?;
     let refs: Vec<&Deployment> = deployments.iter().collect();
@@ -136,7 +139,7 @@ pub async fn status(State(shared): State<Shared>, Path(name): Path<String>) -> R
 /// blue/green: the current deployment serves until the rebuild has caught up.
 #[utoipa::path(post, path = "/admin/projections/{name}/rebuild", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     responses((status = 202, description = "The rebuild, building", body = DeploymentAction), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn rebuild(
+pub(super) async fn rebuild(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
@@ -160,7 +163,7 @@ pub async fn rebuild(
 /// `POST /admin/projections/{name}/rollback`: the previous deployment back live, at once.
 #[utoipa::path(post, path = "/admin/projections/{name}/rollback", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     responses((status = 200, description = "The deployment live again", body = RolledBack), (status = 409, description = "No standby deployment to roll back to"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn rollback(
+pub(super) async fn rollback(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
@@ -173,7 +176,7 @@ pub async fn rollback(
 /// `POST /admin/projections/{name}/pause`.
 #[utoipa::path(post, path = "/admin/projections/{name}/pause", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     responses((status = 200, description = "Every deployment of the projection stops consuming; reads go on, flagged stale as lag grows"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     shared.registry.set_paused(&name, true).await?;
     Ok(Json(json!({"result": "paused", "name": name})))
 }
@@ -181,14 +184,14 @@ pub async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Re
 /// `POST /admin/projections/{name}/resume`.
 #[utoipa::path(post, path = "/admin/projections/{name}/resume", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     responses((status = 200, description = "Consuming again from the stored offsets"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     shared.registry.set_paused(&name, false).await?;
     Ok(Json(json!({"result": "resumed", "name": name})))
 }
 
 /// An event's coordinates.
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
-pub struct At {
+pub(super) struct At {
     /// Partition.
     pub partition: i32,
     /// Offset.
@@ -197,7 +200,7 @@ pub struct At {
 
 /// Body of `PUT .../policy`.
 #[derive(Debug, serde::Deserialize)]
-pub struct Policy {
+pub(super) struct Policy {
     /// `halt` or `dead-letter`.
     pub on_poison: String,
 }
@@ -207,7 +210,7 @@ pub struct Policy {
     request_body(content = String, content_type = "application/json", description = "`{on_poison: \"halt\" | \"dead-letter\"}`"),
     responses((status = 200, description = "`{result: \"policy set\", name, on_poison}`: every deployment applies it from its next poison event"),
               (status = 400, description = "`invalid_policy`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn set_policy(
+pub(super) async fn set_policy(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
@@ -224,7 +227,7 @@ pub async fn set_policy(
     request_body(content = String, content_type = "application/json", description = "`{partition, offset}`: exactly where the deployment failed"),
     responses((status = 200, body = DeploymentAction, description = "`{result: \"skipping\", deployment}`: it runs again and records that one event in its dead letters (reason `skipped`, who skipped it) as it moves past it; a fixed build hot-swapped in first would apply it instead"),
               (status = 409, description = "No deployment of the projection failed at that event"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn skip(
+pub(super) async fn skip(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
@@ -237,7 +240,7 @@ pub async fn skip(
 
 /// Query of the dead-letter list.
 #[derive(Debug, serde::Deserialize)]
-pub struct LetterQuery {
+pub(super) struct LetterQuery {
     /// Only those not re-driven yet.
     #[serde(default)]
     pub pending: bool,
@@ -252,7 +255,7 @@ pub struct LetterQuery {
     security(("bearer" = [])),
     responses((status = 200, description = "`{name, dead_letters: [{deployment, version, build, partition, offset, event: {key, value, headers, timestamp_ms} | null, error, reason, recorded_by_build, recorded_by, recorded_at, redrive_requested_at, attempts, last_redrive_error, redriven_at, redriven_by_sha256}]}`, in offset order per partition"),
               (status = 401, description = "No or unknown token"), (status = 404, description = "No such projection")))]
-pub async fn dead_letters(
+pub(super) async fn dead_letters(
     State(shared): State<Shared>,
     Path(name): Path<String>,
     axum::extract::Query(query): axum::extract::Query<LetterQuery>,
@@ -278,7 +281,7 @@ pub async fn dead_letters(
     request_body(content = String, content_type = "application/json", description = "Optional `{partition, offset}`: only that dead letter; without a body, every pending one"),
     responses((status = 202, description = "`{result: \"redriving\", requested}`: each running deployment re-drives its own, in offset order per partition, through its current build, each applied once; one that fails again stays, with the new error and one more attempt"),
               (status = 404, description = "No such projection, or no such pending dead letter"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token")))]
-pub async fn redrive(
+pub(super) async fn redrive(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
@@ -307,7 +310,7 @@ pub async fn redrive(
 /// consumer groups.
 #[utoipa::path(delete, path = "/admin/projections/{name}", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     responses((status = 200, description = "`{result: \"removed\", name, consumer_groups}`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn remove(
+pub(super) async fn remove(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
@@ -329,7 +332,7 @@ pub async fn remove(
     params(("name" = String, Path, description = "Projection name"), ("id" = i64, Path, description = "Deployment id")),
     security(("bearer" = [])),
     responses((status = 200, description = "`{result: \"removed\", name, deployment, consumer_groups}`"), (status = 409, description = "The deployment is live"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub async fn remove_deployment(
+pub(super) async fn remove_deployment(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path((name, id)): Path<(String, i64)>,

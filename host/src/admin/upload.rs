@@ -22,7 +22,7 @@ use crate::supervisor::Shared;
 
 /// Query of an upload.
 #[derive(Debug, Deserialize)]
-pub struct UploadQuery {
+pub(super) struct UploadQuery {
     /// `hot-swap` replaces the live deployment's code without a rebuild.
     mode: Option<String>,
     /// The projection's poison policy: `halt` or `dead-letter` (unchanged when left out).
@@ -30,7 +30,7 @@ pub struct UploadQuery {
 }
 
 /// Parses a poison policy given to the API.
-pub fn poison_policy(text: &str) -> Result<Poison, ApiError> {
+pub(super) fn poison_policy(text: &str) -> Result<Poison, ApiError> {
     Poison::parse(text).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -41,7 +41,7 @@ pub fn poison_policy(text: &str) -> Result<Poison, ApiError> {
 }
 
 /// Reads and drops a body, up to `bound` bytes.
-pub async fn drain(mut body: Body, bound: usize) {
+pub(super) async fn drain(mut body: Body, bound: usize) {
     let mut seen = 0usize;
     while let Some(Ok(frame)) = body.frame().await {
         seen += frame.data_ref().map_or(0, |d| d.len());
@@ -168,7 +168,7 @@ async fn precompile(cache_dir: &std::path::Path, wasm: &[u8], timeout: Duration)
               (status = 409, description = "`version_exists`, `collection_taken`"),
               (status = 413, description = "`payload_too_large`"),
               (status = 422, description = "`not_wasm`, `core_module`, `wrong_world`, `unsupported_import`, `compile_failed`, `compile_timeout`, `describe_failed`, `invalid_spec`")))]
-pub async fn upload(
+pub(super) async fn upload(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Query(query): Query<UploadQuery>,
@@ -236,7 +236,7 @@ pub async fn upload(
 
 /// Body of a dry run.
 #[derive(Debug, Deserialize)]
-pub struct DryRun {
+pub(super) struct DryRun {
     /// The component, base64-encoded.
     component: String,
     /// Sample events, in the `samples.jsonl` shape.
@@ -251,7 +251,7 @@ pub struct DryRun {
     responses((status = 200, description = "`{projection: {name, version, spec}, results: [{at: {partition, offset}, operations?, error?}]}`"),
               (status = 400, description = "`invalid_request`"), (status = 401, description = "No or unknown token"),
               (status = 422, description = "The component is refused (same codes as an upload), or `plugin_failed`")))]
-pub async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Json_>, ApiError> {
+pub(super) async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Json_>, ApiError> {
     let limit = shared.config.admin.max_upload_bytes() * 2 + (1 << 20);
     let bytes = read_limited(body, limit).await?;
     let request: DryRun = serde_json::from_slice(&bytes).map_err(|e| {

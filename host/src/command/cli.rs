@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Where the admin API is and how to authenticate.
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -22,7 +22,7 @@ pub struct Client {
 
 impl Client {
     /// A client of the admin API at `base` (e.g. `http://127.0.0.1:8081`).
-    pub fn new(base: &str, token: &str) -> Self {
+    pub(crate) fn new(base: &str, token: &str) -> Self {
         Self { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http: reqwest::Client::new() }
     }
 
@@ -53,7 +53,7 @@ impl Client {
     }
 
     /// Uploads a component; returns the API's answer.
-    pub async fn push(&self, file: &Path, hot_swap: bool, on_poison: Option<&str>) -> anyhow::Result<Uploaded> {
+    pub(crate) async fn push(&self, file: &Path, hot_swap: bool, on_poison: Option<&str>) -> anyhow::Result<Uploaded> {
         let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let checksum = hex::encode(Sha256::digest(&wasm));
         let mut query: Vec<String> = Vec::new();
@@ -74,7 +74,7 @@ impl Client {
     }
 
     /// Prints every projection as a table.
-    pub async fn list(&self) -> anyhow::Result<()> {
+    pub(crate) async fn list(&self) -> anyhow::Result<()> {
         let body: ProjectionList = self.get_as("/admin/projections").await?;
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
@@ -104,37 +104,37 @@ impl Client {
     }
 
     /// Prints one projection in detail (the API's JSON).
-    pub async fn status(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) async fn status(&self, name: &str) -> anyhow::Result<()> {
         let body = self.get(&format!("/admin/projections/{name}")).await?;
         println!("{}", serde_json::to_string_pretty(&body)?);
         Ok(())
     }
 
     /// Starts a rebuild; returns the API's answer.
-    pub async fn rebuild(&self, name: &str) -> anyhow::Result<DeploymentAction> {
+    pub(crate) async fn rebuild(&self, name: &str) -> anyhow::Result<DeploymentAction> {
         let path = format!("/admin/projections/{name}/rebuild");
         decode(&path, self.post(&path).await?)
     }
 
     /// Rolls back, pauses or resumes.
-    pub async fn act(&self, name: &str, action: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn act(&self, name: &str, action: &str) -> anyhow::Result<Value> {
         self.post(&format!("/admin/projections/{name}/{action}")).await
     }
 
     /// Sets the poison policy.
-    pub async fn set_policy(&self, name: &str, on_poison: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn set_policy(&self, name: &str, on_poison: &str) -> anyhow::Result<Value> {
         let url = format!("{}/admin/projections/{name}/policy", self.base);
         self.send(self.http.put(url).json(&serde_json::json!({"on_poison": on_poison}))).await
     }
 
     /// Skips the event a deployment halted at.
-    pub async fn skip(&self, name: &str, partition: i32, offset: i64) -> anyhow::Result<Value> {
+    pub(crate) async fn skip(&self, name: &str, partition: i32, offset: i64) -> anyhow::Result<Value> {
         let url = format!("{}/admin/projections/{name}/skip", self.base);
         self.send(self.http.post(url).json(&serde_json::json!({"partition": partition, "offset": offset}))).await
     }
 
     /// Requests a re-drive of every pending dead letter, or of the one at `at`.
-    pub async fn redrive(&self, name: &str, at: Option<(i32, i64)>) -> anyhow::Result<Value> {
+    pub(crate) async fn redrive(&self, name: &str, at: Option<(i32, i64)>) -> anyhow::Result<Value> {
         let request = self.http.post(format!("{}/admin/projections/{name}/dead-letters/redrive", self.base));
         let request = match at {
             Some((partition, offset)) => request.json(&serde_json::json!({"partition": partition, "offset": offset})),
@@ -144,7 +144,7 @@ impl Client {
     }
 
     /// Prints the dead letters as a table.
-    pub async fn dead_letters(&self, name: &str, pending: bool) -> anyhow::Result<()> {
+    pub(crate) async fn dead_letters(&self, name: &str, pending: bool) -> anyhow::Result<()> {
         let body = self.get(&format!("/admin/projections/{name}/dead-letters?pending={pending}")).await?;
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
@@ -182,12 +182,12 @@ impl Client {
     }
 
     /// Removes a projection.
-    pub async fn remove(&self, name: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn remove(&self, name: &str) -> anyhow::Result<Value> {
         self.send(self.http.delete(format!("{}/admin/projections/{name}", self.base))).await
     }
 
     /// Shows a progress bar until deployment `id` of `name` is live; fails if it fails.
-    pub async fn follow(&self, name: &str, id: i64) -> anyhow::Result<()> {
+    pub(crate) async fn follow(&self, name: &str, id: i64) -> anyhow::Result<()> {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix} [{bar:40}] {pos}/{len} events  {msg}")

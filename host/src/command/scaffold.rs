@@ -14,7 +14,7 @@ use projector::spec::is_identifier;
 
 /// A plugin language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lang {
+pub(crate) enum Lang {
     /// Rust, through the `projector-sdk` crate.
     Rust,
     /// Python, through componentize-py.
@@ -24,12 +24,12 @@ pub enum Lang {
 }
 
 /// Where the SDK of this checkout is, for Rust projects made on this machine.
-pub fn default_sdk_path() -> PathBuf {
+pub(crate) fn default_sdk_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")
 }
 
 /// Creates `<dir>/<name>`; returns its path.
-pub fn create(name: &str, lang: Lang, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn create(name: &str, lang: Lang, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
     let ok = !name.is_empty()
         && name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase())

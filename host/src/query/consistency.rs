@@ -17,7 +17,7 @@ use crate::supervisor::Shared;
 
 /// Freshness of an answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Consistency {
+pub(super) struct Consistency {
     /// Projection that answered.
     pub projection: String,
     /// Its live version.
@@ -50,7 +50,7 @@ async fn watermark(
 }
 
 /// The freshness of `deployment` now.
-pub async fn consistency(shared: &Shared, deployment: &Deployment) -> Result<Consistency, ApiError> {
+pub(super) async fn consistency(shared: &Shared, deployment: &Deployment) -> Result<Consistency, ApiError> {
     let (watermark, last_event_at) = watermark(shared.database.pool(), &deployment.schema).await?;
     let lag = shared.board.get(deployment.id).map(|p| p.lag);
     Ok(Consistency {
@@ -80,7 +80,7 @@ fn failure(deployment: &Deployment) -> Option<String> {
 }
 
 /// Parses `after=<partition>:<offset>[,<partition>:<offset>...]`.
-pub fn parse_after(text: &str) -> Result<Vec<(i32, i64)>, ApiError> {
+pub(super) fn parse_after(text: &str) -> Result<Vec<(i32, i64)>, ApiError> {
     text.split(',')
         .map(|part| {
             let (p, o) = part.split_once(':').ok_or(())?;
@@ -98,7 +98,7 @@ pub fn parse_after(text: &str) -> Result<Vec<(i32, i64)>, ApiError> {
 
 /// Waits until every `(partition, offset)` of `after` is applied by `deployment` (its stored
 /// next offset is past it), for at most `wait`; on timeout a 503 carrying the watermark.
-pub async fn wait_for(
+pub(super) async fn wait_for(
     shared: &Shared,
     deployment: &Deployment,
     after: &[(i32, i64)],

@@ -20,7 +20,7 @@ use crate::supervisor::Shared;
 
 /// One event to publish, in the `samples.jsonl` shape.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct NewEvent {
+pub(super) struct NewEvent {
     /// Record key: the order id.
     pub key: String,
     /// Record headers, e.g. `{"__TypeId__": "com.example.orders.events.OrderCreated"}`.
@@ -33,7 +33,7 @@ pub struct NewEvent {
 
 /// Where a published event landed.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Published {
+pub(super) struct Published {
     /// Topic.
     pub topic: String,
     /// Partition.
@@ -49,7 +49,7 @@ pub struct Published {
     security(("bearer" = [])),
     responses((status = 201, description = "Published", body = Published),
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token")))]
-pub async fn publish(
+pub(super) async fn publish(
     State(shared): State<Shared>,
     headers: HeaderMap,
     body: axum::body::Bytes,

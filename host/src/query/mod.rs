@@ -21,8 +21,6 @@ use utoipa::OpenApi;
 
 use crate::supervisor::Shared;
 
-pub use search::{tsquery, words};
-
 /// The OpenAPI document of the query API, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
@@ -33,14 +31,14 @@ pub use search::{tsquery, words};
          (name = "read models", description = "Any live read model, on its declared fields"),
          (name = "events", description = "Publishing events (admin token)"))
 )]
-pub struct QueryApi;
+pub(crate) struct QueryApi;
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(QueryApi::openapi())
 }
 
 /// The query API over the host's shared state.
-pub fn router(shared: Shared) -> Router {
+pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
         .route("/orders/search", get(search::search))
         .route("/orders/{id}", get(read::order))

@@ -19,7 +19,7 @@ use crate::sink::postgres::ddl::ident;
 use crate::supervisor::Shared;
 
 /// The live deployment serving `name`, and the collection's declaration.
-pub async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collection), ApiError> {
+pub(super) async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collection), ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -39,7 +39,7 @@ pub async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collect
 }
 
 /// Honors `after` and `wait_ms`, then reports the freshness of the deployment.
-pub async fn settle(
+pub(super) async fn settle(
     shared: &Shared,
     deployment: &Deployment,
     params: &mut HashMap<String, String>,
@@ -63,7 +63,7 @@ fn field<'a>(collection: &'a Collection, name: &str) -> Option<&'a Field> {
 }
 
 /// A page request on one collection.
-pub struct ListRequest {
+pub(super) struct ListRequest {
     /// `field = value` filters (declared filterable fields only).
     pub equals: Vec<(String, String)>,
     /// `field >= value` and `field <= value` filters.
@@ -97,7 +97,7 @@ fn generic_request(collection: &Collection, mut params: HashMap<String, String>)
 }
 
 /// Runs a page request: rows as JSON, and the cursor of the next page when there is one.
-pub async fn list(
+pub(super) async fn list(
     shared: &Shared,
     collection: &Collection,
     request: ListRequest,
@@ -201,7 +201,7 @@ fn query_error(error: sqlx::Error) -> ApiError {
 }
 
 /// One row by primary key (a composite key is comma-separated, in key order).
-pub async fn get_row(
+pub(super) async fn get_row(
     shared: &Shared,
     name: &str,
     key: &str,
@@ -247,7 +247,7 @@ pub async fn get_row(
     responses((status = 200, description = "The row and the consistency of the answer"),
               (status = 404, description = "Unknown collection or key"),
               (status = 503, description = "`after` not applied within `wait_ms`; carries the watermark")))]
-pub async fn read_one(
+pub(super) async fn read_one(
     State(shared): State<Shared>,
     Path((name, key)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
@@ -266,7 +266,7 @@ pub async fn read_one(
     responses((status = 200, description = "A page of rows (filter with <field>=<value> on filterable fields)"),
               (status = 400, description = "Unknown or undeclared parameter, bad value or cursor"),
               (status = 404, description = "Unknown collection")))]
-pub async fn read_many(
+pub(super) async fn read_many(
     State(shared): State<Shared>,
     Path(name): Path<String>,
     Query(mut params): Query<HashMap<String, String>>,
@@ -307,7 +307,7 @@ fn renamed(
            ("after" = Option<String>, Query, description = "Wait until <partition>:<offset> is applied"),
            ("wait_ms" = Option<u64>, Query, description = "How long to wait for `after`")),
     responses((status = 200, description = "The order_details row"), (status = 404, description = "No such order")))]
-pub async fn order(
+pub(super) async fn order(
     State(shared): State<Shared>,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
@@ -324,7 +324,7 @@ pub async fn order(
            ("after" = Option<String>, Query, description = "Wait until <partition>:<offset> is applied"),
            ("wait_ms" = Option<u64>, Query, description = "How long to wait for `after`")),
     responses((status = 200, description = "A page of order_summaries rows, newest first")))]
-pub async fn orders(
+pub(super) async fn orders(
     State(shared): State<Shared>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -353,7 +353,7 @@ pub async fn orders(
            ("limit" = Option<usize>, Query, description = "Page size"),
            ("cursor" = Option<String>, Query, description = "Cursor of the previous page")),
     responses((status = 200, description = "daily_order_stats rows")))]
-pub async fn daily_stats(
+pub(super) async fn daily_stats(
     State(shared): State<Shared>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {

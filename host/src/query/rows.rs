@@ -14,7 +14,7 @@ use crate::contract::{Collection, Field, FieldType};
 use crate::sink::postgres::ddl::{ident, qualified};
 
 /// `read_models."<collection>"`.
-pub fn view(collection: &Collection) -> String {
+pub(super) fn view(collection: &Collection) -> String {
     qualified("read_models", &collection.name)
 }
 
@@ -32,7 +32,7 @@ fn json_expr(field: &Field) -> String {
 }
 
 /// `jsonb_build_object(...)` of a row of `collection` aliased `t`.
-pub fn row_json(collection: &Collection) -> String {
+pub(super) fn row_json(collection: &Collection) -> String {
     // jsonb_build_object takes at most 100 arguments: 50 fields per call, concatenated.
     collection
         .fields
@@ -46,7 +46,7 @@ pub fn row_json(collection: &Collection) -> String {
 }
 
 /// The PostgreSQL type a parameter is cast to, for a field.
-pub fn cast(field: &Field) -> Result<&'static str, ApiError> {
+pub(super) fn cast(field: &Field) -> Result<&'static str, ApiError> {
     Ok(match field.type_ {
         FieldType::Boolean => "boolean",
         FieldType::Integer => "bigint",
@@ -62,7 +62,7 @@ pub fn cast(field: &Field) -> Result<&'static str, ApiError> {
 }
 
 /// The page size of a request: `limit`, or the configured default.
-pub fn limit(text: Option<&String>, config: &crate::config::QueryConfig) -> Result<usize, ApiError> {
+pub(super) fn limit(text: Option<&String>, config: &crate::config::QueryConfig) -> Result<usize, ApiError> {
     match text {
         None => Ok(config.default_limit),
         Some(text) => text
@@ -74,13 +74,13 @@ pub fn limit(text: Option<&String>, config: &crate::config::QueryConfig) -> Resu
 }
 
 /// A 400 naming the parameter at fault.
-pub fn bad(parameter: &str, message: &str) -> ApiError {
+pub(super) fn bad(parameter: &str, message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{parameter}: {message}"))
 }
 
 /// Checks a request value against a field's type; returns it in the text form PostgreSQL
 /// parses for that type.
-pub fn parse_value(parameter: &str, field: &Field, text: &str) -> Result<String, ApiError> {
+pub(super) fn parse_value(parameter: &str, field: &Field, text: &str) -> Result<String, ApiError> {
     let ok = match field.type_ {
         FieldType::Boolean => matches!(text, "true" | "false"),
         FieldType::Integer => text.parse::<i64>().is_ok(),
@@ -101,7 +101,7 @@ pub fn parse_value(parameter: &str, field: &Field, text: &str) -> Result<String,
 }
 
 /// An RFC 3339 instant, or a date (meaning its midnight UTC).
-pub fn parse_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(super) fn parse_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&chrono::Utc)).ok().or_else(|| {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .ok()
@@ -126,7 +126,7 @@ fn type_name(field_type: &FieldType) -> &'static str {
 /// The position after the last row of a page: the sort value and the key of that row, tied to
 /// the sort it was made for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cursor {
+pub(super) struct Cursor {
     /// The sort the cursor belongs to.
     pub sort: String,
     /// The last row's sort value, as PostgreSQL printed it.
@@ -137,12 +137,12 @@ pub struct Cursor {
 
 impl Cursor {
     /// The opaque form clients send back.
-    pub fn encode(&self) -> String {
+    pub(super) fn encode(&self) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("serializable"))
     }
 
     /// Decodes a cursor, checking it was made for `sort`.
-    pub fn decode(text: &str, sort: &str) -> Result<Cursor, ApiError> {
+    pub(super) fn decode(text: &str, sort: &str) -> Result<Cursor, ApiError> {
         let cursor: Cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(text)
             .ok()
@@ -157,19 +157,19 @@ impl Cursor {
 
 /// Collects SQL parameters, all bound as text and cast in SQL.
 #[derive(Debug, Default, Clone)]
-pub struct Params {
+pub(super) struct Params {
     values: Vec<String>,
 }
 
 impl Params {
     /// Adds a value; returns its placeholder cast to `cast` (e.g. `$3::date`).
-    pub fn push(&mut self, value: String, cast: &str) -> String {
+    pub(super) fn push(&mut self, value: String, cast: &str) -> String {
         self.values.push(value);
         format!("${}::{cast}", self.values.len())
     }
 
     /// Binds every value to a query, in order.
-    pub fn bind<'q>(
+    pub(super) fn bind<'q>(
         &'q self,
         mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {

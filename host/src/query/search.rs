@@ -19,7 +19,7 @@ use crate::sink::postgres::ddl::{ident, SEARCH_COLUMN};
 use crate::supervisor::Shared;
 
 /// The collection searched.
-pub const COLLECTION: &str = "order_search";
+pub(super) const COLLECTION: &str = "order_search";
 
 const PARAMETERS: &[&str] = &["q", "status", "customerId", "from", "to", "sort", "limit", "cursor", "after", "wait_ms"];
 
@@ -29,7 +29,7 @@ const MAX_EXPANSIONS: i64 = 32;
 const COUNT_CAP: i64 = 10_000;
 
 /// The words of a query, lowercased, without tsquery syntax. Accents are folded in SQL.
-pub fn words(q: &str) -> Vec<String> {
+pub(crate) fn words(q: &str) -> Vec<String> {
     q.split(|c: char| {
         c.is_whitespace() || matches!(c, '\'' | '\\' | '&' | '|' | '!' | '(' | ')' | ':' | '<' | '>' | '*')
     })
@@ -41,7 +41,7 @@ pub fn words(q: &str) -> Vec<String> {
 
 /// The tsquery text of a search: every word a quoted lexeme, all required; the last one either
 /// the whole lexemes it expands to (`expanded`) or, without an expansion, a prefix.
-pub fn tsquery(words: &[String], expanded: Option<&[String]>) -> Option<String> {
+pub(crate) fn tsquery(words: &[String], expanded: Option<&[String]>) -> Option<String> {
     let (last, rest) = words.split_last()?;
     let mut terms: Vec<String> = rest.iter().map(|w| format!("'{w}'")).collect();
     terms.push(match expanded {
@@ -90,7 +90,7 @@ async fn expand(pool: &sqlx::PgPool, schema: &str, word: &str) -> Result<Option<
            ("wait_ms" = Option<u64>, Query, description = "How long to wait for `after`")),
     responses((status = 200, description = "hits, total hit count, next_cursor and consistency"),
               (status = 400, description = "A parameter is unknown or invalid (the message names it)")))]
-pub async fn search(
+pub(super) async fn search(
     State(shared): State<Shared>,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {

@@ -6,4 +6,4 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use self::projector::projection::types;
+pub(super) use self::projector::projection::types;

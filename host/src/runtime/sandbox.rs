@@ -23,19 +23,19 @@ use super::bindings::projector::projection::{log, state};
 use super::bindings::types::Level;
 
 /// Largest state value a plugin may store under one key.
-pub const MAX_STATE_VALUE: usize = 64 * 1024;
+pub(super) const MAX_STATE_VALUE: usize = 64 * 1024;
 /// Largest state key.
-pub const MAX_STATE_KEY: usize = 512;
+pub(super) const MAX_STATE_KEY: usize = 512;
 /// Most log lines one call may write; the rest are counted and dropped.
 const MAX_LOG_LINES: u32 = 100;
 /// Longest log line kept, in bytes.
 const MAX_LOG_LINE: usize = 2048;
 /// How much of the plugin's stderr is kept (a Rust panic message lands there).
-pub const STDERR_CAPACITY: usize = 64 * 1024;
+pub(super) const STDERR_CAPACITY: usize = 64 * 1024;
 /// Most state writes (sets and removals) one call may make.
-pub const MAX_STATE_WRITES: usize = 100_000;
+pub(super) const MAX_STATE_WRITES: usize = 100_000;
 /// Most bytes of state values one call may write.
-pub const MAX_STATE_BYTES: usize = 64 << 20;
+pub(super) const MAX_STATE_BYTES: usize = 64 << 20;
 /// Most core instances, tables and linear memories in one store (a component of any of our
 /// languages needs at most a few dozen).
 const MAX_INSTANCES: usize = 100;
@@ -104,7 +104,7 @@ impl StateOverlay {
 }
 
 /// The data of one plugin `Store`: one call's sandbox.
-pub struct Sandbox {
+pub(super) struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryCap,
@@ -121,7 +121,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// A fresh sandbox whose linear memory may grow to `max_memory` bytes.
-    pub fn new(projection: &str, max_memory: usize, state: Option<StateOverlay>) -> Self {
+    pub(super) fn new(projection: &str, max_memory: usize, state: Option<StateOverlay>) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone())
@@ -148,22 +148,22 @@ impl Sandbox {
     }
 
     /// The limiter enforcing the memory cap.
-    pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+    pub(super) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
     }
 
     /// The most memory the store's memories and tables took together.
-    pub fn peak_memory(&self) -> usize {
+    pub(super) fn peak_memory(&self) -> usize {
         self.limits.peak
     }
 
     /// The total the plugin tried to grow its memories and tables to beyond the cap, if it did.
-    pub fn memory_exceeded(&self) -> Option<usize> {
+    pub(super) fn memory_exceeded(&self) -> Option<usize> {
         self.limits.exceeded
     }
 
     /// What the plugin wrote to stderr, lossily decoded and trimmed.
-    pub fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
     }
 
@@ -262,14 +262,14 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 /// `wasi:clocks/monotonic-clock` as a plugin sees it: frozen at zero, every timer due at once.
-pub struct InstantTimers;
+pub(super) struct InstantTimers;
 
 impl HasData for InstantTimers {
     type Data<'a> = Timers<'a>;
 }
 
 /// The view [`InstantTimers`] works on.
-pub struct Timers<'a> {
+pub(super) struct Timers<'a> {
     table: &'a mut ResourceTable,
     /// Timers made in this call so far.
     made: &'a mut u32,
@@ -278,11 +278,11 @@ pub struct Timers<'a> {
 /// Most timers (sleeps) one call may make. Each is due at once and costs the guest next to no
 /// fuel, so a plugin sleeping in a loop would otherwise spin in the host until the wall-clock
 /// deadline, which blames no event; past this many it traps, deterministically.
-pub const MAX_TIMERS: u32 = 10_000;
+pub(super) const MAX_TIMERS: u32 = 10_000;
 
 impl Sandbox {
     /// The view the monotonic clock's host functions need.
-    pub fn timers(&mut self) -> Timers<'_> {
+    pub(super) fn timers(&mut self) -> Timers<'_> {
         Timers { table: &mut self.table, made: &mut self.timers }
     }
 }
