@@ -6,7 +6,7 @@ use rust_decimal::RoundingStrategy;
 
 use super::row::Row;
 use super::spec_check::validate;
-use super::values::{add, as_decimal, check_value};
+use super::values::{add, as_decimal, check_value, stored};
 use crate::spec::{Collection, Field, FieldType, ProjectionSpec};
 use crate::{Decimal, Operation, Value};
 
@@ -75,7 +75,7 @@ impl ReadModel {
             match op {
                 Operation::Upsert(_) => {
                     check_value(field.field_type, value).map_err(|e| format!("field `{name}`: {e}"))?;
-                    *slot = value.clone();
+                    *slot = stored(field.field_type, value);
                 }
                 _ => *slot = add(field.field_type, slot, value).map_err(|e| format!("field `{name}`: {e}"))?,
             }
