@@ -238,6 +238,22 @@ mod tests {
     }
 
     #[test]
+    fn json_counters_are_stored_without_trailing_zeros_as_the_host_stores_them() {
+        let mut m = model();
+        m.apply(
+            &Operation::increment("days", day(3))
+                .add("by_status", Value::Json(r#"{"A": 0.50, "B": 99}"#.into()))
+                .into(),
+        )
+        .unwrap();
+        m.apply(
+            &Operation::increment("days", day(3)).add("by_status", Value::Json(r#"{"A": 1, "B": 1.0}"#.into())).into(),
+        )
+        .unwrap();
+        assert_eq!(m.row("days", &[Value::Date(3)]).unwrap()["by_status"], Value::Json(r#"{"A":1.5,"B":100}"#.into()));
+    }
+
+    #[test]
     fn ratio_is_null_on_zero_denominator() {
         let mut m = model();
         m.apply(&Operation::increment("days", day(2)).add("revenue", Value::Decimal("5".into())).into()).unwrap();

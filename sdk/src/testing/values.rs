@@ -138,7 +138,7 @@ fn add_json(current: &Value, amount: &str) -> Result<Value, String> {
         if sum.is_zero() {
             object.remove(&key);
         } else {
-            let number = serde_json::from_str(&sum.to_string()).map_err(|e| e.to_string())?;
+            let number = serde_json::from_str(&sum.normalize().to_string()).map_err(|e| e.to_string())?;
             object.insert(key, J::Number(number));
         }
     }
