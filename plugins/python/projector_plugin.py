@@ -1349,7 +1349,7 @@ def _add(field_type: FieldType, current: Value, amount: Value) -> Value:
             if total.is_zero():
                 document.pop(key, None)
             else:
-                document[key] = total
+                document[key] = total.normalize()  # the host stores counters without trailing zeros
         return Value("json", dumps(document))
     raise HostRejection(f"cannot add {amount} to a {field_type} field holding {current}")
 
