@@ -11,11 +11,20 @@ use super::read_model::ReadModel;
 use crate::spec::{Collection, Field, FieldType, ProjectionSpec, ScalarType};
 use crate::{Decimal, Operation, Scalar, Value};
 
-#[derive(Debug)]
 enum Outcome {
     Declaration(String),
     Operation(String),
     Rows(Json),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Declaration(message) => write!(f, "the declaration refused: {message}"),
+            Outcome::Operation(message) => write!(f, "an operation refused: {message}"),
+            Outcome::Rows(rows) => write!(f, "rows {rows}"),
+        }
+    }
 }
 
 #[test]
@@ -42,7 +51,7 @@ fn the_sdk_harness_passes_the_conformance_corpus() {
                 _ => false,
             };
             if !passed {
-                failures.push(format!("{file}: {}: got {outcome:?}, expected {expect}", case["name"]));
+                failures.push(format!("{file}: {}: got {outcome}, expected {expect}", case["name"]));
             }
         }
     }
