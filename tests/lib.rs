@@ -8,6 +8,8 @@
 pub mod api;
 #[path = "broker.rs"]
 pub mod broker;
+#[path = "corpus.rs"]
+pub mod conformance;
 #[path = "expected.rs"]
 pub mod expected;
 #[path = "hoarder.rs"]

@@ -11,7 +11,7 @@
 
 pub mod admin;
 pub mod app;
-mod changeset;
+pub mod changeset;
 pub mod config;
 pub mod contract;
 pub mod demo;

@@ -99,13 +99,22 @@ impl CollectionInfo {
     }
 }
 
-fn check_projection_name(name: &str) -> Result<(), SpecError> {
-    let ok = !name.is_empty()
+// The name rules, the one place the host states them. The Rust SDK, Python and JavaScript
+// harnesses restate them once each; the conformance corpus (`tests/conformance/
+// declarations.json`) holds all four to the same answers.
+
+/// Whether `name` is a valid projection name: 1-40 lowercase ASCII letters, digits and `-`,
+/// starting with a letter and not ending with `-`.
+pub fn is_projection_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_NAME
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn check_projection_name(name: &str) -> Result<(), SpecError> {
+    if is_projection_name(name) {
         Ok(())
     } else {
         Err(SpecError(format!(
@@ -114,7 +123,8 @@ fn check_projection_name(name: &str) -> Result<(), SpecError> {
     }
 }
 
-/// Whether `name` is a valid collection or field identifier.
+/// Whether `name` is a valid collection or field identifier: 1-48 lowercase ASCII letters,
+/// digits and `_`, starting with a letter.
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME + 8

@@ -31,8 +31,32 @@ import {
 
 /** @typedef {{ tag: string, val?: any }} WitValue */
 
-const NAME = /^[a-z][a-z0-9_]*$/;
 const NUMERIC = ['integer', 'float', 'decimal'];
+
+// The name rules, as the host's `spec.rs` states them (checked by the shared conformance
+// corpus, `tests/conformance/declarations.json`).
+/** Longest projection name; collection and field identifiers may have 8 more characters. */
+export const MAX_NAME = 40;
+const MAX_COLLECTIONS = 32;
+const MAX_FIELDS = 256;
+const MAX_DESCRIPTION = 4096;
+const PROJECTION_NAME = new RegExp(`^[a-z](?:[a-z0-9-]{0,${MAX_NAME - 2}}[a-z0-9])?$`);
+const IDENTIFIER = new RegExp(`^[a-z][a-z0-9_]{0,${MAX_NAME + 7}}$`);
+const KEY_TYPES = ['text', 'integer', 'boolean', 'date', 'timestamp'];
+
+/**
+ * Whether `name` is a valid projection name: lowercase ASCII letters, digits and `-`, starting
+ * with a letter, not ending with `-`, at most 40 characters.
+ * @param {string} name
+ */
+export const isProjectionName = (name) => PROJECTION_NAME.test(name);
+
+/**
+ * Whether `name` is a valid collection or field name: lowercase ASCII letters, digits and `_`,
+ * starting with a letter, at most 48 characters.
+ * @param {string} name
+ */
+export const isIdentifier = (name) => IDENTIFIER.test(name);
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 
@@ -117,7 +141,9 @@ function fits(type, v) {
   if (v.tag === 'null') return true;
   switch (type.tag) {
     case 'decimal':
-      return v.tag === 'decimal' && isPlainDecimal(v.val);
+      return (v.tag === 'decimal' && isPlainDecimal(v.val)) || (v.tag === 'integer' && fits(INTEGER, v));
+    case 'float':
+      return v.tag === 'float' || (v.tag === 'integer' && fits(INTEGER, v));
     case 'json':
       if (v.tag !== 'json') return false;
       try {
@@ -133,6 +159,21 @@ function fits(type, v) {
     default:
       return v.tag === type.tag;
   }
+}
+
+const INTEGER = { tag: 'integer' };
+
+/**
+ * The value a field of `type` stores for `v`: an integer is accepted for a decimal or float
+ * field (alone or in a list) and stored as that type, as the host does.
+ * @param {{ tag: string, val?: string }} type @param {WitValue} v
+ * @returns {WitValue}
+ */
+function stored(type, v) {
+  if (v.tag === 'integer' && type.tag === 'decimal') return { tag: 'decimal', val: String(v.val) };
+  if (v.tag === 'integer' && type.tag === 'float') return { tag: 'float', val: Number(v.val) };
+  if (v.tag === 'list' && type.tag === 'list') return { tag: 'list', val: v.val.map((/** @type {WitValue} */ e) => stored({ tag: /** @type {string} */ (type.val) }, e)) };
+  return v;
 }
 
 /**
@@ -248,33 +289,63 @@ function compareKeys(a, b) {
 }
 
 /**
- * Why the host would refuse `spec`, or undefined.
+ * Why the host would refuse `spec`, or undefined: the checks of the host's `spec.rs`, in its
+ * order (names, sizes, keys, field flags, ratios).
  * @param {any} spec
  */
 function specProblem(spec) {
-  if (!/^[a-z][a-z0-9-]*$/.test(spec.name)) return `invalid projection name \`${spec.name}\``;
+  if (!isProjectionName(spec.name)) {
+    return `projection name \`${spec.name}\` must be 1-${MAX_NAME} lowercase ASCII letters, digits and \`-\`, starting with a letter`;
+  }
+  if (!Number.isInteger(spec.version) || spec.version < 1 || spec.version >= 2 ** 32) return `version ${spec.version}: must be at least 1 and fit a u32`;
   if (spec.collections.length === 0) return 'a projection declares at least one collection';
+  if (spec.collections.length > MAX_COLLECTIONS) return `${spec.collections.length} collections declared; at most ${MAX_COLLECTIONS}`;
+  const texts = [spec.description, ...spec.collections.flatMap((/** @type {any} */ c) => [c.description, ...c.fields.map((/** @type {any} */ f) => f.description)])];
+  if (texts.some((t) => utf8Encode(t ?? '').length > MAX_DESCRIPTION)) return `a description is over ${MAX_DESCRIPTION} bytes`;
+  const names = new Set();
   for (const c of spec.collections) {
-    if (!NAME.test(c.name)) return `invalid collection name \`${c.name}\``;
-    const byName = new Map(c.fields.map((/** @type {any} */ f) => [f.name, f]));
-    if (byName.size !== c.fields.length) return `\`${c.name}\` declares a field twice`;
-    for (const f of c.fields) if (!NAME.test(f.name)) return `invalid field name \`${f.name}\``;
-    if (c.primaryKey.length === 0) return `\`${c.name}\` has no primary key`;
-    for (const k of c.primaryKey) {
-      const f = byName.get(k);
-      if (!f) return `key field \`${k}\` of \`${c.name}\` is not declared`;
-      if (f.computed) return `key field \`${k}\` cannot be computed`;
+    const problem = collectionProblem(c);
+    if (problem) return `collection \`${c.name}\`: ${problem}`;
+    if (names.has(c.name)) return `collection \`${c.name}\` is declared twice`;
+    names.add(c.name);
+  }
+  return undefined;
+}
+
+/** @param {any} c a WIT collection */
+function collectionProblem(c) {
+  if (!isIdentifier(c.name)) return 'the name must be lowercase ASCII letters, digits and `_`, starting with a letter';
+  if (c.sink !== 'postgres') return `the ${c.sink} sink is not available in this version of the host; declare sink postgres`;
+  if (c.fields.length === 0) return 'declares no fields';
+  if (c.fields.length > MAX_FIELDS) return `${c.fields.length} fields declared; at most ${MAX_FIELDS}`;
+  const byName = new Map();
+  for (const f of c.fields) {
+    if (!isIdentifier(f.name)) return `field \`${f.name}\`: the name must be lowercase ASCII letters, digits and \`_\`, starting with a letter`;
+    if (byName.has(f.name)) return `field \`${f.name}\` is declared twice`;
+    byName.set(f.name, f);
+  }
+  if (c.primaryKey.length === 0) return 'declares no primary key';
+  if (new Set(c.primaryKey).size !== c.primaryKey.length) return 'the primary key names a field twice';
+  for (const k of c.primaryKey) {
+    const f = byName.get(k);
+    if (!f) return `primary key names unknown field \`${k}\``;
+    if (!KEY_TYPES.includes(f.type.tag)) return `primary key field \`${k}\` must be text, integer, boolean, date or timestamp`;
+    if (f.computed) return `primary key field \`${k}\` cannot be computed`;
+  }
+  for (const f of c.fields) {
+    if (f.sortable && (f.type.tag === 'json' || f.type.tag === 'list')) return `field \`${f.name}\`: json and list fields cannot be sortable`;
+    if (f.searchable && !(f.type.tag === 'text' || (f.type.tag === 'list' && f.type.val === 'text'))) {
+      return `field \`${f.name}\`: only text and list<text> fields can be searchable`;
     }
-    for (const f of c.fields) {
-      if (!f.computed) continue;
-      const { numerator, denominator } = f.computed.val;
-      for (const operand of [numerator, denominator]) {
-        const o = byName.get(operand);
-        if (!o || !NUMERIC.includes(o.type.tag) || o.computed) {
-          return `ratio \`${f.name}\`: \`${operand}\` is not a numeric field of \`${c.name}\``;
-        }
+    if (!f.computed) continue;
+    const { numerator, denominator, scale } = f.computed.val;
+    if (f.type.tag !== 'decimal' && f.type.tag !== 'float') return `field \`${f.name}\`: a computed ratio must be decimal or float`;
+    if (!(scale >= 0 && scale <= 30)) return `field \`${f.name}\`: ratio scale must be at most 30`;
+    for (const operand of [numerator, denominator]) {
+      const o = byName.get(operand);
+      if (!o || !NUMERIC.includes(o.type.tag) || o.computed) {
+        return `field \`${f.name}\`: ratio operand \`${operand}\` must be a stored integer, float or decimal field`;
       }
-      if (!NUMERIC.includes(f.type.tag)) return `ratio \`${f.name}\` must be numeric`;
     }
   }
   return undefined;
@@ -326,7 +397,7 @@ class Table {
       seen.add(name);
       if (op.tag === 'upsert') {
         if (!fits(f.type, value)) throw new Error(`field \`${name}\`: ${show(value)} does not fit a ${typeName(f.type)} field`);
-        row.set(name, value);
+        row.set(name, stored(f.type, value));
       } else {
         try {
           row.set(name, add(f.type, /** @type {WitValue} */ (row.get(name)), value));

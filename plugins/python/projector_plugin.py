@@ -581,47 +581,98 @@ class Spec:
         return next((c for c in self.collections if c.name == name), None)
 
     def validate(self) -> None:
-        """Raises :class:`ValueError` when the host would refuse the spec (names, keys,
-        ratio operands, duplicates)."""
-        if not _is_name(self.name, "-"):
-            raise ValueError(f"projection name `{self.name}`: use lowercase letters, digits and `-`")
-        if not 0 <= self.version < 2**32:
-            raise ValueError(f"version {self.version} does not fit a u32")
+        """Raises :class:`ValueError` when the host would refuse the spec: the checks of the
+        host's ``spec.rs``, in its order (names, sizes, keys, field flags, ratios)."""
+        if not is_projection_name(self.name):
+            raise ValueError(f"projection name `{self.name}` must be 1-{MAX_NAME} lowercase ASCII letters, "
+                             "digits and `-`, starting with a letter")
+        if not 1 <= self.version < 2**32:
+            raise ValueError(f"version {self.version}: must be at least 1 and fit a u32")
+        if not self.collections:
+            raise ValueError("a projection declares at least one collection")
+        if len(self.collections) > MAX_COLLECTIONS:
+            raise ValueError(f"{len(self.collections)} collections declared; at most {MAX_COLLECTIONS}")
+        texts = [self.description] + [c.description for c in self.collections] + \
+            [f.description for c in self.collections for f in c.fields]
+        if any(len(text.encode("utf-8")) > MAX_DESCRIPTION for text in texts):
+            raise ValueError(f"a description is over {MAX_DESCRIPTION} bytes")
         seen: set[str] = set()
         for c in self.collections:
-            if not _is_name(c.name, "_"):
-                raise ValueError(f"collection name `{c.name}`: use lowercase letters, digits and `_`")
+            _check_collection(c)
             if c.name in seen:
                 raise ValueError(f"collection `{c.name}` declared twice")
             seen.add(c.name)
-            names: set[str] = set()
-            for f in c.fields:
-                if not _is_name(f.name, "_"):
-                    raise ValueError(f"field name `{f.name}`: use lowercase letters, digits and `_`")
-                if f.name in names:
-                    raise ValueError(f"field `{f.name}` declared twice in `{c.name}`")
-                names.add(f.name)
-                if f.computed is not None:
-                    if not 0 <= f.computed.scale <= 255:
-                        raise ValueError(f"computed field `{f.name}`: scale must fit a u8")
-                    for operand in (f.computed.numerator, f.computed.denominator):
-                        o = c.get(operand)
-                        if o is None or o.computed is not None or o.type.kind not in ("integer", "float", "decimal"):
-                            raise ValueError(f"computed field `{f.name}`: `{operand}` is not a numeric field")
-            if not c.primary_key:
-                raise ValueError(f"collection `{c.name}` has no primary key")
-            for name in c.primary_key:
-                key_field = c.get(name)
-                if key_field is None:
-                    raise ValueError(f"key field `{name}` is not a field of `{c.name}`")
-                if key_field.computed is not None or key_field.nullable_flag is True:
-                    raise ValueError(f"key field `{name}` cannot be computed or nullable")
-                if key_field.type.kind in ("json", "list", "float"):
-                    raise ValueError(f"key field `{name}` cannot be {key_field.type}")
 
 
-def _is_name(name: str, separator: str) -> bool:
-    return bool(re.fullmatch(rf"[a-z][a-z0-9{re.escape(separator)}]*", name))
+# The name rules, as the host's ``spec.rs`` states them (checked by the shared conformance
+# corpus, ``tests/conformance/declarations.json``).
+MAX_NAME = 40
+"""Longest projection name; collection and field identifiers may have 8 more characters."""
+MAX_COLLECTIONS, MAX_FIELDS, MAX_DESCRIPTION = 32, 256, 4096
+_PROJECTION_NAME = re.compile(rf"[a-z]([a-z0-9-]{{0,{MAX_NAME - 2}}}[a-z0-9])?")
+_IDENTIFIER = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_NAME + 7}}}")
+_KEY_TYPES = ("text", "integer", "boolean", "date", "timestamp")
+_NUMERIC = ("integer", "float", "decimal")
+
+
+def is_projection_name(name: str) -> bool:
+    """Whether ``name`` is a valid projection name: lowercase ASCII letters, digits and ``-``,
+    starting with a letter, not ending with ``-``, at most 40 characters."""
+    return _PROJECTION_NAME.fullmatch(name) is not None
+
+
+def is_identifier(name: str) -> bool:
+    """Whether ``name`` is a valid collection or field name: lowercase ASCII letters, digits
+    and ``_``, starting with a letter, at most 48 characters."""
+    return _IDENTIFIER.fullmatch(name) is not None
+
+
+def _check_collection(c: "Collection") -> None:
+    if not is_identifier(c.name):
+        raise ValueError(f"collection `{c.name}`: the name must be lowercase ASCII letters, digits and `_`, "
+                         "starting with a letter")
+    if c.sink is not Sink.POSTGRES:
+        raise ValueError(f"collection `{c.name}`: the {c.sink.value} sink is not available in this version "
+                         "of the host; declare sink postgres")
+    if not c.fields:
+        raise ValueError(f"collection `{c.name}` declares no fields")
+    if len(c.fields) > MAX_FIELDS:
+        raise ValueError(f"collection `{c.name}`: {len(c.fields)} fields declared; at most {MAX_FIELDS}")
+    names: set[str] = set()
+    for f in c.fields:
+        if not is_identifier(f.name):
+            raise ValueError(f"collection `{c.name}`: field `{f.name}`: the name must be lowercase ASCII "
+                             "letters, digits and `_`, starting with a letter")
+        if f.name in names:
+            raise ValueError(f"field `{f.name}` declared twice in `{c.name}`")
+        names.add(f.name)
+    if not c.primary_key:
+        raise ValueError(f"collection `{c.name}` declares no primary key")
+    if len(set(c.primary_key)) != len(c.primary_key):
+        raise ValueError(f"collection `{c.name}`: the primary key names a field twice")
+    for name in c.primary_key:
+        key_field = c.get(name)
+        if key_field is None:
+            raise ValueError(f"key field `{name}` is not a field of `{c.name}`")
+        if key_field.type.kind not in _KEY_TYPES:
+            raise ValueError(f"key field `{name}` must be text, integer, boolean, date or timestamp")
+        if key_field.computed is not None:
+            raise ValueError(f"key field `{name}` cannot be computed")
+    for f in c.fields:
+        if f.is_sortable and f.type.kind in ("json", "list"):
+            raise ValueError(f"field `{f.name}`: json and list fields cannot be sortable")
+        if f.is_searchable and not (f.type.kind == "text" or f.type == FieldType("list", "text")):
+            raise ValueError(f"field `{f.name}`: only text and list<text> fields can be searchable")
+        if f.computed is None:
+            continue
+        if f.type.kind not in ("decimal", "float"):
+            raise ValueError(f"computed field `{f.name}`: a computed ratio must be decimal or float")
+        if not 0 <= f.computed.scale <= 30:
+            raise ValueError(f"computed field `{f.name}`: ratio scale must be at most 30")
+        for operand in (f.computed.numerator, f.computed.denominator):
+            o = c.get(operand)
+            if o is None or o.computed is not None or o.type.kind not in _NUMERIC:
+                raise ValueError(f"computed field `{f.name}`: `{operand}` is not a stored numeric field")
 
 
 # --------------------------------------------------------------------------------------
@@ -1226,11 +1277,25 @@ def _plain_decimal(text: Any) -> Decimal:
     return Decimal(text)
 
 
+def _stored(field_type: FieldType, value: Value) -> Value:
+    """The value a field of ``field_type`` stores for ``value``: an integer is accepted for a
+    decimal or float field (alone or in a list) and stored as that type, as the host does."""
+    if value.kind == "integer" and field_type.kind == "decimal":
+        return Value("decimal", str(value.data))
+    if value.kind == "integer" and field_type.kind == "float":
+        return Value("float", float(value.data))
+    if value.kind == "list" and field_type.kind == "list":
+        return Value("list", tuple(_stored(FieldType(field_type.element), e) for e in value.data))
+    return value
+
+
 def _fits(field_type: FieldType, value: Value) -> bool:
     if value.kind == "null":
         return True
     if field_type.kind == "list":
         return value.kind == "list" and all(_fits(FieldType(field_type.element), e) for e in value.data)
+    if value.kind == "integer" and field_type.kind in ("decimal", "float"):
+        return True
     if field_type.kind != value.kind:
         return False
     if value.kind == "decimal":
@@ -1284,7 +1349,7 @@ def _add(field_type: FieldType, current: Value, amount: Value) -> Value:
             if total.is_zero():
                 document.pop(key, None)
             else:
-                document[key] = total
+                document[key] = total.normalize()  # the host stores counters without trailing zeros
         return Value("json", dumps(document))
     raise HostRejection(f"cannot add {amount} to a {field_type} field holding {current}")
 
@@ -1339,7 +1404,7 @@ class _Table:
             if isinstance(op, Upsert):
                 if not _fits(f.type, value):
                     raise HostRejection(f"field `{name}`: {value} does not fit a {f.type} field")
-                row[name] = value
+                row[name] = _stored(f.type, value)
             else:
                 row[name] = _add(f.type, row[name], value)
         self._compute(row)

@@ -2,6 +2,7 @@
 //! real plugin components. One binary, so the workspace links once.
 
 mod admin;
+mod conformance;
 mod crash;
 mod e2e;
 mod failures;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use projector::spec::is_identifier;
+use projector::spec::{is_identifier, is_projection_name};
 
 /// A plugin language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,12 +30,7 @@ pub(crate) fn default_sdk_path() -> PathBuf {
 
 /// Creates `<dir>/<name>`; returns its path.
 pub(crate) fn create(name: &str, lang: Lang, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
-    let ok = !name.is_empty()
-        && name.len() <= 40
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
+    if !is_projection_name(name) {
         bail!("the name must be lowercase ASCII letters, digits and `-`, starting with a letter (it becomes the projection name)");
     }
     let collection = name.replace('-', "_");

@@ -31,6 +31,11 @@ class MoneyAndDecimalsTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             decimal_text(Decimal("NaN"))
 
+    def test_json_counters_are_stored_without_trailing_zeros_as_the_host_stores_them(self):
+        from projector_plugin import FieldType, _add
+        total = _add(FieldType("json"), Value("json", '{"A": 0.50, "B": 99}'), Value("json", '{"A": 1, "B": 1.0}'))
+        self.assertEqual(total, Value("json", '{"A":1.5,"B":100}'))
+
     def test_json_keeps_exact_digits(self):
         document = loads('{"a": [8.9, 99.0, 0.10, 3], "b": "Zoë", "c": null, "d": true}')
         self.assertEqual(dumps(document), '{"a":[8.9,99.0,0.10,3],"b":"Zoë","c":null,"d":true}')

@@ -8,6 +8,8 @@
 //! reject (unknown collection or field, wrong type, a write to a computed or key field, a null
 //! in a non-nullable field) panics the test. Only built for non-`wasm32` targets.
 
+#[cfg(test)]
+mod conformance;
 mod harness;
 mod read_model;
 mod row;

@@ -6,7 +6,7 @@ use rust_decimal::RoundingStrategy;
 
 use super::row::Row;
 use super::spec_check::validate;
-use super::values::{add, as_decimal, check_value};
+use super::values::{add, as_decimal, check_value, stored};
 use crate::spec::{Collection, Field, FieldType, ProjectionSpec};
 use crate::{Decimal, Operation, Value};
 
@@ -75,7 +75,7 @@ impl ReadModel {
             match op {
                 Operation::Upsert(_) => {
                     check_value(field.field_type, value).map_err(|e| format!("field `{name}`: {e}"))?;
-                    *slot = value.clone();
+                    *slot = stored(field.field_type, value);
                 }
                 _ => *slot = add(field.field_type, slot, value).map_err(|e| format!("field `{name}`: {e}"))?,
             }
@@ -235,6 +235,22 @@ mod tests {
             json!({"day": "1970-01-08", "n": 2, "revenue": "196.27", "average": "98.14",
                    "by_status": {"PLACED": 1, "SHIPPED": 1}, "note": null})
         );
+    }
+
+    #[test]
+    fn json_counters_are_stored_without_trailing_zeros_as_the_host_stores_them() {
+        let mut m = model();
+        m.apply(
+            &Operation::increment("days", day(3))
+                .add("by_status", Value::Json(r#"{"A": 0.50, "B": 99}"#.into()))
+                .into(),
+        )
+        .unwrap();
+        m.apply(
+            &Operation::increment("days", day(3)).add("by_status", Value::Json(r#"{"A": 1, "B": 1.0}"#.into())).into(),
+        )
+        .unwrap();
+        assert_eq!(m.row("days", &[Value::Date(3)]).unwrap()["by_status"], Value::Json(r#"{"A":1.5,"B":100}"#.into()));
     }
 
     #[test]

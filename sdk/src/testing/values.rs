@@ -36,6 +36,7 @@ pub(super) fn check_value(field_type: FieldType, value: &Value) -> Result<(), St
         | (FieldType::Timestamp, Value::Timestamp(_))
         | (FieldType::Date, Value::Date(_)) => true,
         (FieldType::Decimal, Value::Decimal(d)) => parse_decimal(d).map(|_| true)?,
+        (FieldType::Decimal | FieldType::Float, Value::Integer(_)) => true,
         (FieldType::Json, Value::Json(text)) => serde_json::from_str::<serde_json::Value>(text).is_ok(),
         (FieldType::List(element), Value::List(items)) => items.iter().all(|s| scalar_fits(element, s)),
         _ => false,
@@ -47,10 +48,29 @@ pub(super) fn check_value(field_type: FieldType, value: &Value) -> Result<(), St
     }
 }
 
+/// The value a field of `field_type` stores for `value` (which fits it): an integer is accepted
+/// for a decimal or float field, alone or in a list, and stored as that type, as the host does.
+pub(super) fn stored(field_type: FieldType, value: &Value) -> Value {
+    let element = |scalar: &Scalar, element: ScalarType| match (element, scalar) {
+        (ScalarType::Decimal, Scalar::Integer(i)) => Scalar::Decimal(i.to_string()),
+        #[allow(clippy::cast_precision_loss)] // what the host stores: the nearest float
+        (ScalarType::Float, Scalar::Integer(i)) => Scalar::Float(*i as f64),
+        _ => scalar.clone(),
+    };
+    match (field_type, value) {
+        (FieldType::Decimal, Value::Integer(i)) => Value::Decimal(i.to_string()),
+        #[allow(clippy::cast_precision_loss)]
+        (FieldType::Float, Value::Integer(i)) => Value::Float(*i as f64),
+        (FieldType::List(e), Value::List(items)) => Value::List(items.iter().map(|s| element(s, e)).collect()),
+        _ => value.clone(),
+    }
+}
+
 fn scalar_fits(element: ScalarType, scalar: &Scalar) -> bool {
     matches!(
         (element, scalar),
         (_, Scalar::Null)
+            | (ScalarType::Decimal | ScalarType::Float, Scalar::Integer(_))
             | (ScalarType::Boolean, Scalar::Boolean(_))
             | (ScalarType::Integer, Scalar::Integer(_))
             | (ScalarType::Float, Scalar::Float(_))
@@ -67,13 +87,24 @@ pub(super) fn add(field_type: FieldType, current: &Value, amount: &Value) -> Res
             let base = if let Value::Integer(c) = current { *c } else { 0 };
             base.checked_add(*a).map(Value::Integer).ok_or_else(|| "integer overflow".to_owned())
         }
-        (FieldType::Float, Value::Null | Value::Float(_), Value::Float(a)) => {
+        (FieldType::Float, Value::Null | Value::Float(_), Value::Float(_) | Value::Integer(_)) => {
             let base = if let Value::Float(c) = current { *c } else { 0.0 };
-            Ok(Value::Float(base + a))
+            let amount = match amount {
+                #[allow(clippy::cast_precision_loss)] // the nearest float, as in the host
+                Value::Integer(i) => *i as f64,
+                Value::Float(f) => *f,
+                _ => unreachable!("matched above"),
+            };
+            Ok(Value::Float(base + amount))
         }
-        (FieldType::Decimal, Value::Null | Value::Decimal(_), Value::Decimal(a)) => {
+        (FieldType::Decimal, Value::Null | Value::Decimal(_), Value::Decimal(_) | Value::Integer(_)) => {
             let base = if let Value::Decimal(c) = current { parse_decimal(c)? } else { Decimal::ZERO };
-            let sum = base.checked_add(parse_decimal(a)?).ok_or("decimal overflow")?;
+            let amount = match amount {
+                Value::Integer(i) => Decimal::from(*i),
+                Value::Decimal(a) => parse_decimal(a)?,
+                _ => unreachable!("matched above"),
+            };
+            let sum = base.checked_add(amount).ok_or("decimal overflow")?;
             Ok(Value::Decimal(sum.to_string()))
         }
         (FieldType::Json, Value::Null | Value::Json(_), Value::Json(a)) => add_json(current, a),
@@ -107,7 +138,7 @@ fn add_json(current: &Value, amount: &str) -> Result<Value, String> {
         if sum.is_zero() {
             object.remove(&key);
         } else {
-            let number = serde_json::from_str(&sum.to_string()).map_err(|e| e.to_string())?;
+            let number = serde_json::from_str(&sum.normalize().to_string()).map_err(|e| e.to_string())?;
             object.insert(key, J::Number(number));
         }
     }
