@@ -113,9 +113,11 @@ struct Measured {
 }
 
 /// Runs `kind` call after call on its own thread while the neighbour is measured; the
-/// neighbour's rate beside it over its rate alone just before.
+/// neighbour's rate beside it over its rate alone, measured just before and just after (the
+/// machine drifts: with the window alone only before, shares of 84% to 142% were seen for the
+/// same plugin).
 fn beside(hostile: &Arc<Plugin>, neighbour: &Plugin, events: &[Event], kind: &str) -> Measured {
-    let alone = neighbour_rate(neighbour, events);
+    let before = neighbour_rate(neighbour, events);
     let stop = Arc::new(AtomicBool::new(false));
     let running = {
         let (hostile, stop, kind) = (hostile.clone(), stop.clone(), kind.to_string());
@@ -135,6 +137,7 @@ fn beside(hostile: &Arc<Plugin>, neighbour: &Plugin, events: &[Event], kind: &st
     let with = neighbour_rate(neighbour, events);
     stop.store(true, Ordering::Relaxed);
     let (classes, slowest) = running.join().unwrap();
+    let alone = (before + neighbour_rate(neighbour, events)) / 2.0;
     let first = classes[0].clone();
     assert!(classes.iter().all(|c| *c == first), "{kind}: the same failure every call: {classes:?}");
     Measured { class: first, calls: classes.len(), slowest, share: with / alone }
@@ -178,14 +181,14 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
     let measurements = corpus
         .iter()
         .map(|&(kind, what, expected)| {
-            (kind, what, expected, best_of_three(|| beside(&hostile, &neighbour, &events, kind)))
+            (kind, what, expected, best_of_five(|| beside(&hostile, &neighbour, &events, kind)))
         })
         .chain(hoarders.iter().map(|(kind, what, wasm)| {
             (
                 *kind,
                 *what,
                 "load refused: memory cap",
-                best_of_three(|| loads_beside(&uploads, wasm, &neighbour, &events)),
+                best_of_five(|| loads_beside(&uploads, wasm, &neighbour, &events)),
             )
         }));
     let (mut short, mut slow) = (Vec::new(), Vec::new());
@@ -215,11 +218,12 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
     );
 }
 
-/// A pair of windows can lose to the machine (another process waking up): the best of three
-/// pairs is the plugin's effect.
-fn best_of_three(measure: impl Fn() -> Measured) -> Measured {
+/// A set of windows can lose to the machine (another process waking up, the kernel reclaiming
+/// memory): the best of five is the plugin's effect. A plugin that does take the neighbour's
+/// throughput loses every time (`Spin` before failed calls rested: 76% in each).
+fn best_of_five(measure: impl Fn() -> Measured) -> Measured {
     let mut measured = measure();
-    for _ in 0..2 {
+    for _ in 0..4 {
         if measured.share >= 0.9 {
             break;
         }
@@ -234,7 +238,7 @@ fn best_of_three(measure: impl Fn() -> Measured) -> Measured {
 /// Loads `wasm` load after load on its own thread while the neighbour is measured, as
 /// [`beside`] calls a hostile plugin: for components refused at instantiation.
 fn loads_beside(runtime: &Runtime, wasm: &[u8], neighbour: &Plugin, events: &[Event]) -> Measured {
-    let alone = neighbour_rate(neighbour, events);
+    let before = neighbour_rate(neighbour, events);
     let stop = AtomicBool::new(false);
     let (classes, slowest, with) = std::thread::scope(|scope| {
         let loading = scope.spawn(|| {
@@ -256,6 +260,7 @@ fn loads_beside(runtime: &Runtime, wasm: &[u8], neighbour: &Plugin, events: &[Ev
         let (classes, slowest) = loading.join().unwrap();
         (classes, slowest, with)
     });
+    let alone = (before + neighbour_rate(neighbour, events)) / 2.0;
     let first = classes[0].clone();
     assert!(classes.iter().all(|c| *c == first), "the same failure every load: {classes:?}");
     Measured { class: first, calls: classes.len(), slowest, share: with / alone }
