@@ -167,15 +167,34 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
         "| behaviour | failure class | calls | slowest call | neighbour's throughput beside it |".to_string(),
         "|---|---|---|---|---|".to_string(),
     ];
-    // Components that ask for more than the memory budget (64 MiB here) at instantiation, in
-    // many memories or many tables (16 bytes an element): refused when loaded, as at upload.
+    // Components that ask at instantiation for more than a plugin may have: more memories or
+    // tables than the plugin limits (refused when compiled or loaded from the cache, before
+    // anything is instantiated), or memories past the memory budget (64 MiB here) in all
+    // (refused when instantiated, 16 bytes a table element).
     let hoarders = [
-        ("Memories", "many memories (100 of 1 MiB)", hoarder::component(100, 16, 0, 0)),
-        ("Tables", "many tables (100 of 65,536 elements)", hoarder::component(1, 1, 100, 1 << 16)),
+        ("Memories", "many memories (100 of 1 MiB)", "load refused: plugin limits", hoarder::component(100, 16, 0, 0)),
+        (
+            "Tables",
+            "many tables (100 of 65,536 elements)",
+            "load refused: plugin limits",
+            hoarder::component(1, 1, 100, 1 << 16),
+        ),
+        (
+            "Table",
+            "one huge table (1,048,576 elements)",
+            "load refused: plugin limits",
+            hoarder::component(1, 1, 1, 1 << 20),
+        ),
+        (
+            "Budget",
+            "memories past the budget (4 of 20 MiB)",
+            "load refused: memory cap",
+            hoarder::component(4, 320, 0, 0),
+        ),
     ];
     // Loaded as the host loads an upload it has seen before: the compiled artifact from its
-    // cache (verified), then instantiated; a load refused at instantiation rests the next
-    // as a failed call rests its plugin.
+    // cache (verified), then instantiated; a refused load rests the next as a failed call
+    // rests its plugin.
     let artifacts = std::env::temp_dir().join(unique("hostile-artifacts"));
     let uploads = Runtime::new(runtime_limits(), Some(artifacts.clone())).unwrap();
     let measurements = corpus
@@ -183,13 +202,8 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
         .map(|&(kind, what, expected)| {
             (kind, what, expected, best_of_five(|| beside(&hostile, &neighbour, &events, kind)))
         })
-        .chain(hoarders.iter().map(|(kind, what, wasm)| {
-            (
-                *kind,
-                *what,
-                "load refused: memory cap",
-                best_of_five(|| loads_beside(&uploads, wasm, &neighbour, &events)),
-            )
+        .chain(hoarders.iter().map(|(kind, what, expected, wasm)| {
+            (*kind, *what, *expected, best_of_five(|| loads_beside(&uploads, wasm, &neighbour, &events)))
         }));
     let (mut short, mut slow) = (Vec::new(), Vec::new());
     for (kind, what, expected, measured) in measurements {
@@ -236,7 +250,7 @@ fn best_of_five(measure: impl Fn() -> Measured) -> Measured {
 }
 
 /// Loads `wasm` load after load on its own thread while the neighbour is measured, as
-/// [`beside`] calls a hostile plugin: for components refused at instantiation.
+/// [`beside`] calls a hostile plugin: for components refused at load.
 fn loads_beside(runtime: &Runtime, wasm: &[u8], neighbour: &Plugin, events: &[Event]) -> Measured {
     let before = neighbour_rate(neighbour, events);
     let stop = AtomicBool::new(false);
@@ -249,6 +263,7 @@ fn loads_beside(runtime: &Runtime, wasm: &[u8], neighbour: &Plugin, events: &[Ev
                 slowest = slowest.max(started.elapsed());
                 classes.push(match outcome {
                     Err(LoadError::Describe(CallError::Memory { .. })) => "load refused: memory cap".to_string(),
+                    Err(LoadError::Limits(_)) => "load refused: plugin limits".to_string(),
                     Err(other) => format!("load refused: {other}"),
                     Ok(_) => "loaded".to_string(),
                 });

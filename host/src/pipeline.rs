@@ -750,6 +750,12 @@ impl Worker<'_> {
                 Err((_, Failure::Call { error: CallError::StateUnavailable(message), .. })) => {
                     self.wait_for_database("load state", &message, &mut delay).map_err(|f| (0, f))?;
                 }
+                // Every instance of the host's pool in use: the call waits for one to end.
+                Err((_, Failure::Call { error: error @ CallError::Busy(_), range })) => {
+                    tracing::warn!(projection = %self.projector.deployment.name, events = %range, error = %error, retry_in = ?delay, "No free plugin instance; the call waits.");
+                    self.pause(delay).map_err(|f| (0, f))?;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
                 // Past the wall-clock deadline but not out of fuel: the machine may be loaded;
                 // the same call later, with backoff, before giving up.
                 Err((_, Failure::Call { error: error @ CallError::Timeout(_), range }))

@@ -76,11 +76,14 @@ const START_RETRY: Duration = Duration::from_secs(1);
 const START_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Whether a start error may pass by itself: the database unavailable or busy (a pool timeout),
-/// or `describe` past its deadline (the machine is loaded). Anything else fails the deployment.
+/// `describe` past its deadline (the machine is loaded) or waiting for a free plugin instance. Anything else fails the deployment.
 fn start_may_pass(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<sqlx::Error>().is_some_and(crate::sink::postgres::is_transient)
-            || matches!(cause.downcast_ref::<LoadError>(), Some(LoadError::Describe(CallError::Timeout(_))))
+            || matches!(
+                cause.downcast_ref::<LoadError>(),
+                Some(LoadError::Describe(CallError::Timeout(_) | CallError::Busy(_)))
+            )
     })
 }
 
@@ -290,6 +293,9 @@ mod tests {
         assert!(start_may_pass(&anyhow::Error::from(sqlx::Error::PoolTimedOut)));
         let slow = LoadError::Describe(CallError::Timeout(Duration::from_secs(5)));
         assert!(start_may_pass(&anyhow::Error::from(slow).context("loading")));
+        let full = LoadError::Describe(CallError::Busy("pool full".into()));
+        assert!(start_may_pass(&anyhow::Error::from(full)));
+        assert!(!start_may_pass(&anyhow::Error::from(LoadError::Limits("100 memories".into()))));
         assert!(!start_may_pass(&anyhow::Error::from(LoadError::NotWasm)));
         let trapped = LoadError::Describe(CallError::Trap { message: "boom".into() });
         assert!(!start_may_pass(&anyhow::Error::from(trapped)));

@@ -6,7 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::registry::RegistryError;
-use crate::runtime::LoadError;
+use crate::runtime::{CallError, LoadError};
 
 /// An error answered as `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -59,6 +59,8 @@ impl From<LoadError> for ApiError {
     fn from(error: LoadError) -> Self {
         let status = match error {
             LoadError::NotWasm | LoadError::CoreModule => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // Every plugin instance of the host in use: the same upload passes later.
+            LoadError::Describe(CallError::Busy(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, error.code(), error.to_string())

@@ -167,7 +167,7 @@ async fn precompile(cache_dir: &std::path::Path, wasm: &[u8], timeout: Duration)
               (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"),
               (status = 409, description = "`version_exists`, `collection_taken`"),
               (status = 413, description = "`payload_too_large`"),
-              (status = 422, description = "`not_wasm`, `core_module`, `wrong_world`, `unsupported_import`, `compile_failed`, `compile_timeout`, `describe_failed`, `invalid_spec`")))]
+              (status = 422, description = "`not_wasm`, `core_module`, `wrong_world`, `unsupported_import`, `compile_failed`, `over_plugin_limits`, `compile_timeout`, `describe_failed`, `invalid_spec`")))]
 pub(super) async fn upload(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Enabled, Engine, PoolingAllocationConfig, Store, Trap};
 
 pub use sandbox::{StateLoader, StateOverlay, StateUnavailable};
 
@@ -79,6 +79,28 @@ pub const DESCRIBE_FUEL: u64 = 500_000_000;
 /// a full call's fuel budget this much time, so a loop runs out of fuel (deterministic) before
 /// it reaches the deadline (not deterministic).
 pub const SLOW_FUEL_PER_SECOND: u64 = 1_000_000_000;
+
+/// Plugin instances alive at once in one host (a call, a `describe`): the instance pool's size.
+/// A call past it waits for a free instance ([`CallError::Busy`]).
+pub const POOL_INSTANCES: u32 = 1_000;
+
+/// Most core instances one plugin component may have; a component past this or the other
+/// `PLUGIN_` bounds is refused at load ([`LoadError::Limits`]).
+pub const PLUGIN_CORE_INSTANCES: u32 = 64;
+/// Most linear memories one plugin component may define.
+pub const PLUGIN_MEMORIES: u32 = 4;
+/// Most tables one plugin component may define.
+pub const PLUGIN_TABLES: u32 = 16;
+/// Most elements a plugin's table may start with or grow to.
+pub const TABLE_ELEMENTS: usize = 1 << 16;
+
+/// Bytes of each memory slot reset in place (the pages a call dirtied, found with the kernel's
+/// `PAGEMAP_SCAN`, written back) instead of handed back to the kernel: a call's instance is
+/// made and dropped without a system call that changes the address space, so the calls of
+/// one plugin do not stop every other thread of the host for a TLB shootdown (two threads
+/// instantiating thousands of times a second took 10% from each other on the project's
+/// virtual machines). Past it, a slot is reset with `madvise`.
+const KEEP_RESIDENT: usize = 4 << 20;
 
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone)]
@@ -141,6 +163,9 @@ pub enum LoadError {
     /// The component imports something the host does not provide.
     #[error("the component imports something the host does not provide: {0}")]
     UnsupportedImport(String),
+    /// The component has more core instances, memories or tables than a plugin may.
+    #[error("the component needs more than a plugin may have (at most {PLUGIN_CORE_INSTANCES} core instances, {PLUGIN_MEMORIES} linear memories and {PLUGIN_TABLES} tables of {TABLE_ELEMENTS} elements): {0}")]
+    Limits(String),
     /// `describe` trapped or timed out.
     #[error("describe failed: {0}")]
     Describe(#[from] CallError),
@@ -156,6 +181,7 @@ impl LoadError {
             LoadError::NotWasm => "not_wasm",
             LoadError::CoreModule => "core_module",
             LoadError::Compile(_) => "compile_failed",
+            LoadError::Limits(_) => "over_plugin_limits",
             LoadError::WrongWorld(_) => "wrong_world",
             LoadError::UnsupportedImport(_) => "unsupported_import",
             LoadError::Describe(_) => "describe_failed",
@@ -188,6 +214,11 @@ pub enum CallError {
     /// The plugin broke the contract, e.g. returned the wrong number of results.
     #[error("plugin broke the contract: {0}")]
     Contract(String),
+    /// The host already runs as many plugin instances as its pool holds
+    /// ([`POOL_INSTANCES`]): nothing is wrong with the plugin or the events, so the call can
+    /// be retried once another call ends.
+    #[error("the host runs as many plugin instances as it may ({0}); the call waits for one to end")]
+    Busy(String),
 }
 
 impl CallError {
@@ -198,7 +229,7 @@ impl CallError {
     /// broken contract.
     pub fn is_deterministic(&self) -> bool {
         match self {
-            CallError::Timeout(_) | CallError::StateUnavailable(_) => false,
+            CallError::Timeout(_) | CallError::StateUnavailable(_) | CallError::Busy(_) => false,
             CallError::Fuel { .. } | CallError::Memory { .. } | CallError::Trap { .. } | CallError::Contract(_) => true,
         }
     }
@@ -212,8 +243,8 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     interruption: Interruption,
     ticker: Arc<AtomicBool>,
-    /// When the next `describe` may start, after one that failed.
-    describe_rest: Rest,
+    /// When the next load may start, after one refused for what the component is.
+    load_rest: Rest,
 }
 
 impl Runtime {
@@ -229,7 +260,11 @@ impl Runtime {
         interruption: Interruption,
     ) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(interruption.deadline()).consume_fuel(interruption.fuel());
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(interruption.deadline())
+            .consume_fuel(interruption.fuel())
+            .allocation_strategy(pool());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -257,12 +292,29 @@ impl Runtime {
             cache_dir,
             interruption,
             ticker,
-            describe_rest: Rest::default(),
+            load_rest: Rest::default(),
         })
     }
 
     /// Compiles (or loads from the cache), links and describes a component.
+    ///
+    /// A load refused for what the component is (over the plugin limits, not compiling, a
+    /// `describe` failing deterministically) rests the loads after it, as a failing call rests
+    /// its plugin: upload after refused upload gets at most a fifth of a core.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        std::thread::sleep(self.load_rest.left());
+        let started = Instant::now();
+        let loaded = self.load_now(wasm);
+        let refused = match &loaded {
+            Err(LoadError::Limits(_) | LoadError::Compile(_)) => true,
+            Err(LoadError::Describe(error)) => error.is_deterministic(),
+            _ => false,
+        };
+        self.load_rest.after(started, refused);
+        loaded
+    }
+
+    fn load_now(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
         if !wasm.starts_with(b"\0asm") {
             return Err(LoadError::NotWasm);
         }
@@ -294,16 +346,7 @@ impl Runtime {
             describe_fuel: 0,
             rest: Rest::default(),
         };
-        // A component refused at instantiation (its memories and tables past the budget) or
-        // failing `describe` deterministically rests the loads after it, as a failing call
-        // rests its plugin: upload after refused upload gets at most a fifth of a core.
-        std::thread::sleep(self.describe_rest.left());
-        let started = Instant::now();
-        let raw = plugin.describe();
-        // Not after a `describe` past its deadline: the machine's load may be why, and other
-        // deployments' loads (at start) should not wait for it.
-        self.describe_rest.after(started, matches!(&raw, Err(e) if e.is_deterministic()));
-        plugin.spec = Some(Spec::new(raw?)?);
+        plugin.spec = Some(Spec::new(plugin.describe()?)?);
         Ok(plugin)
     }
 
@@ -327,7 +370,7 @@ impl Runtime {
 
     fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Component, LoadError> {
         let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")));
+            return Component::new(&self.engine, wasm).map_err(compile_error);
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -340,7 +383,7 @@ impl Runtime {
                 }
             }
         }
-        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, wasm).map_err(compile_error)?;
         if let Err(e) = store_artifact(&component, dir, &path) {
             tracing::warn!(path = %path.display(), error = %e, "Could not cache compiled plugin.");
         }
@@ -351,6 +394,39 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The instance pool: memories and tables reserved once and reused call after call (wasmtime's
+/// pooling allocator). What a plugin's memories may grow to is the store's memory cap (the
+/// limiter), not the pool's; the pool bounds how many memories, tables and core instances a
+/// component has, checked when it is compiled or loaded from the cache.
+fn pool() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_core_instances_per_component(PLUGIN_CORE_INSTANCES)
+        .max_memories_per_component(PLUGIN_MEMORIES)
+        .max_memories_per_module(PLUGIN_MEMORIES)
+        .max_tables_per_component(PLUGIN_TABLES)
+        .max_tables_per_module(PLUGIN_TABLES)
+        .table_elements(TABLE_ELEMENTS)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
+    pool
+}
+
+/// What a failed compile means: the pool refusing the component's shape (checked once it is
+/// compiled) or a component that does not compile.
+fn compile_error(error: wasmtime::Error) -> LoadError {
+    let message = format!("{error:#}");
+    if message.contains("pooling allocator") {
+        LoadError::Limits(message)
+    } else {
+        LoadError::Compile(message)
     }
 }
 
@@ -578,6 +654,9 @@ impl Plugin {
 
     /// What a failed call's error means; `budget` is the fuel the call was given.
     fn call_error(&self, store: &Store<Sandbox>, error: wasmtime::Error, budget: u64) -> CallError {
+        if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return CallError::Busy(full.to_string());
+        }
         if let Some(message) = store.data().state.as_ref().and_then(StateOverlay::unavailable) {
             return CallError::StateUnavailable(message.to_owned());
         }
