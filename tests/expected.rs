@@ -183,21 +183,29 @@ impl Model {
 
     /// Expected `order_summaries` rows, by order id.
     pub fn summaries(&self) -> Vec<Json> {
-        self.rows().map(|(id, o)| Json::Object(summary(id, o))).collect()
+        self.summary_rows().collect()
+    }
+
+    /// [`Model::summaries`] one row at a time.
+    pub fn summary_rows(&self) -> impl Iterator<Item = Json> + '_ {
+        self.rows().map(|(id, o)| Json::Object(summary(id, o)))
     }
 
     /// Expected `order_details` rows, by order id.
     pub fn details(&self) -> Vec<Json> {
-        self.rows()
-            .map(|(id, o)| {
-                let mut row = summary(id, o);
-                row.insert("lines".into(), Json::Array(o.lines.clone()));
-                row.insert("history".into(), Json::Array(o.history.clone()));
-                row.insert("shipping".into(), o.shipping.clone().unwrap_or(Json::Null));
-                row.insert("cancellation_reason".into(), json!(o.reason));
-                Json::Object(row)
-            })
-            .collect()
+        self.detail_rows().collect()
+    }
+
+    /// [`Model::details`] one row at a time (a long soak's do not fit in memory as JSON at once).
+    pub fn detail_rows(&self) -> impl Iterator<Item = Json> + '_ {
+        self.rows().map(|(id, o)| {
+            let mut row = summary(id, o);
+            row.insert("lines".into(), Json::Array(o.lines.clone()));
+            row.insert("history".into(), Json::Array(o.history.clone()));
+            row.insert("shipping".into(), o.shipping.clone().unwrap_or(Json::Null));
+            row.insert("cancellation_reason".into(), json!(o.reason));
+            Json::Object(row)
+        })
     }
 
     /// Expected `daily_order_stats` rows, by day.

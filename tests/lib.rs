@@ -155,16 +155,20 @@ impl TestDb {
 
     /// Rows of a query returning one JSON object per row.
     pub async fn json_rows(&self, sql: &str) -> Vec<Json> {
-        sqlx::query(sql)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .iter()
-            .map(|row| {
-                let text: String = row.get(0);
-                serde_json::from_str(&text).unwrap()
-            })
-            .collect()
+        let mut rows = Vec::new();
+        let mut texts = std::pin::pin!(self.texts(sql));
+        while let Some(text) = futures_util::StreamExt::next(&mut texts).await {
+            rows.push(serde_json::from_str(&text).unwrap());
+        }
+        rows
+    }
+
+    /// The rows of a query returning one text column, as they arrive from the server: a long
+    /// soak's read models do not fit in memory at once.
+    pub fn texts<'a>(&'a self, sql: &'a str) -> impl futures_util::Stream<Item = String> + 'a {
+        futures_util::StreamExt::map(sqlx::query(sql).fetch(&self.pool), move |row| {
+            row.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+        })
     }
 }
 
@@ -312,13 +316,29 @@ pub async fn assert_tables_match_model(db: &TestDb, schemas: [&str; 3], records:
     }
 }
 
-/// Asserts the three example read models equal the independent model of `records`.
+/// Asserts the three example read models equal the independent model of `records`, one row
+/// at a time (a long soak's read models do not fit in memory at once as JSON).
 pub async fn assert_matches_model(db: &TestDb, records: &[DemoRecord]) {
     let model = expected::Model::of(records);
-    // One read model at a time: a long soak's do not fit in memory all at once as JSON.
-    assert_rows_eq("order_summaries", &db.json_rows(SUMMARIES_SQL).await, &model.summaries());
-    assert_rows_eq("order_details", &db.json_rows(DETAILS_SQL).await, &model.details());
-    assert_rows_eq("daily_order_stats", &db.json_rows(DAILY_SQL).await, &model.daily());
+    assert_stream_eq(db, "order_summaries", SUMMARIES_SQL, model.summary_rows()).await;
+    assert_stream_eq(db, "order_details", DETAILS_SQL, model.detail_rows()).await;
+    assert_stream_eq(db, "daily_order_stats", DAILY_SQL, model.daily().into_iter()).await;
+}
+
+/// [`assert_rows_eq`] of a query's rows as they arrive and `expected` as it is made.
+pub async fn assert_stream_eq(db: &TestDb, what: &str, sql: &str, mut expected: impl Iterator<Item = Json>) {
+    let mut actual = std::pin::pin!(db.texts(sql));
+    let mut index = 0;
+    while let Some(text) = futures_util::StreamExt::next(&mut actual).await {
+        let a: Json = serde_json::from_str(&text).unwrap();
+        match expected.next() {
+            Some(e) => assert_eq!(a, e, "{what}: row {index} differs\nactual:   {a}\nexpected: {e}"),
+            None => panic!("{what}: more rows than expected, from row {index}: {a}"),
+        }
+        index += 1;
+    }
+    let missing = expected.count();
+    assert_eq!(missing, 0, "{what}: {index} rows, expected {}", index + missing);
 }
 
 /// `read_models.customer_ltv` (Python plugin), one canonical JSON object per row.
