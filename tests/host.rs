@@ -106,6 +106,41 @@ impl HostConfig {
     }
 }
 
+/// The compiled-artifact cache every test host shares.
+fn artifact_cache() -> PathBuf {
+    std::env::temp_dir().join("projector-test-cache")
+}
+
+/// Compiles `plugin` into [`artifact_cache`] with `projector precompile` (the host's own engine
+/// configuration), once per test process and one plugin at a time: a host then loads it from
+/// the cache, so a cold machine's compile (a minute or more for a Python or JavaScript
+/// component when parallel tests compile the same one) stays out of the time a test gives a
+/// host to catch up.
+fn compiled(plugin: &std::path::Path) {
+    use std::io::Write as _;
+    static DONE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if done.iter().any(|p| p == plugin) {
+        return;
+    }
+    let mut child = Command::new(binary())
+        .arg("precompile")
+        .arg("--cache-dir")
+        .arg(artifact_cache())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&std::fs::read(plugin).unwrap()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    // A component the host refuses is some tests' point: the host reports it, not this.
+    if !output.status.success() {
+        eprintln!("precompiling {} failed: {}", plugin.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    done.push(plugin.to_path_buf());
+}
+
 /// A running host process.
 pub struct Host {
     child: Child,
@@ -113,8 +148,11 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts `projector run`.
+    /// Starts `projector run`, its plugins compiled into the artifact cache first.
     pub fn start(config: &HostConfig) -> Host {
+        for plugin in &config.plugins {
+            compiled(plugin);
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&config.log).unwrap();
         let mut command = Command::new(binary());
         command
@@ -123,7 +161,7 @@ impl Host {
             .env("PROJECTOR_KAFKA__BROKERS", crate::brokers())
             .env("PROJECTOR_KAFKA__TOPIC", &config.topic)
             .env("PROJECTOR_PLUGINS__DIR", config.dir.join("plugins"))
-            .env("PROJECTOR_PLUGINS__CACHE_DIR", std::env::temp_dir().join("projector-test-cache"))
+            .env("PROJECTOR_PLUGINS__CACHE_DIR", artifact_cache())
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn,sqlx::postgres::notice=warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
