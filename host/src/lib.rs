@@ -25,4 +25,5 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod spec;
+mod status;
 mod supervisor;

@@ -12,62 +12,23 @@
 //!   dropped (its events are re-read on the next start).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
-use crate::contract::{Event, Header};
-use crate::progress::Watermarks;
+use crate::contract::Event;
 use crate::registry::{Deployment, Poison, Registry};
 use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
-use crate::sink::postgres::letters::{Build, Letter, Reason};
-use crate::sink::postgres::{BatchWriter, Database, PartitionProgress, SinkError};
-use crate::source::kafka::{self, ProjectionConsumer, SeedingContext};
-use crate::source::stall::{Observation, StallDetector, Verdict};
-
-/// Live counters of one running projection, shared with whoever reports on it.
-#[derive(Debug, Default)]
-pub struct ProjectionStatus {
-    /// Events applied since the process started.
-    pub events_applied: AtomicU64,
-    /// Batches committed since the process started.
-    pub batches_committed: AtomicU64,
-    /// The error that stopped the projection, if one did.
-    pub failure: Mutex<Option<String>>,
-    /// Whether the consumer is stalled right now (see [`crate::source::stall`]).
-    pub stalled: std::sync::atomic::AtomicBool,
-    /// Stalls detected since the process started; each replaced the consumer.
-    pub stalls: AtomicU64,
-    /// The last stall: when it was detected and why.
-    pub last_stall: Mutex<Option<Stall>>,
-    /// Batches a fence rejected: another consumer had advanced a partition first.
-    pub fenced: AtomicU64,
-    /// Partitions found with a stored offset the log no longer holds (see
-    /// [`crate::config::KafkaConfig::on_offset_jump`]).
-    pub offset_jumps: AtomicU64,
-    /// The last of those: what was found and what was done.
-    pub last_offset_jump: Mutex<Option<String>>,
-    /// Poison events moved past (dead-lettered or skipped) since the process started.
-    pub dead_lettered: AtomicU64,
-}
-
-/// One detected stall of a projection's consumer.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Stall {
-    /// When it was detected.
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// What was seen.
-    pub reason: String,
-}
+use crate::sink::{Build, Letter, PartitionProgress, Reason, Sink, SinkError};
+use crate::source::kafka::{KafkaSource, Reader};
+use crate::source::{Jump, Pull, Source};
+use crate::status::ProjectionStatus;
 
 /// Why a batch stopped the projection.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +55,7 @@ enum Failure {
 
 /// Where the events of a batch come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+enum Origin {
     /// Read from the topic: a commit moves the offsets past them.
     Topic,
     /// Dead letters re-driven: a commit marks them re-driven and leaves the offsets.
@@ -115,7 +76,7 @@ pub(crate) struct Projector {
     /// What it runs as: schema, consumer group, registry id.
     pub deployment: Deployment,
     /// Where its read model lives.
-    pub database: Database,
+    pub sink: Arc<dyn Sink>,
     /// Where its status is recorded.
     pub registry: Registry,
     /// The source.
@@ -139,22 +100,26 @@ impl Projector {
         std::thread::Builder::new().name(name).spawn(move || self.run())
     }
 
-    /// A consumer in the deployment's group whose assignments start at the stored offsets.
-    fn consumer(&self, writer: &BatchWriter) -> rdkafka::error::KafkaResult<ProjectionConsumer> {
-        let loader = {
-            let (writer, handle) = (writer.clone(), self.handle.clone());
-            Box::new(move || handle.block_on(writer.offsets()).map_err(anyhow::Error::from))
+    /// The deployment's events: a consumer in its group whose assignments start at the
+    /// offsets stored in its sink.
+    fn source(&self) -> anyhow::Result<KafkaSource> {
+        let d = &self.deployment;
+        let reader = Reader {
+            projection: d.name.clone(),
+            id: d.id,
+            version: d.version,
+            build: d.build,
+            group: d.consumer_group.clone(),
         };
-        let context =
-            SeedingContext::new(&self.kafka.topic, &self.deployment.consumer_group, loader, self.cancel.clone());
-        kafka::subscribe(&self.kafka, &self.deployment.consumer_group, context)
+        let sink = self.sink.clone();
+        let offsets = Arc::new(move || sink.offsets().map_err(anyhow::Error::from));
+        Ok(KafkaSource::new(&self.kafka, &self.pipeline, reader, offsets, self.cancel.clone(), self.status.clone())?)
     }
 
     fn run(self) {
         let (name, version) = (self.deployment.name.clone(), self.deployment.version);
-        let writer = self.database.writer(&self.deployment.schema);
-        let consumer = match self.consumer(&writer) {
-            Ok(consumer) => consumer,
+        let source = match self.source() {
+            Ok(source) => source,
             Err(e) => {
                 self.fail(&format!("cannot create the Kafka consumer: {e}"), None);
                 return;
@@ -162,20 +127,9 @@ impl Projector {
         };
         let group = &self.deployment.consumer_group;
         tracing::info!(projection = %name, version, group = %group, "Projection started.");
-        let generation = consumer.context().generation();
-        let mut worker = Worker {
-            projector: &self,
-            consumer,
-            writer,
-            accepted: HashMap::new(),
-            generation,
-            stall: StallDetector::new(self.kafka.stall_timeout(), Instant::now()),
-            closing: None,
-            watermarks: None,
-            halted: None,
-            redrive_checked: Instant::now(),
-        };
-        if let Err(e) = worker.retry("create the dead-letter table", || worker.writer.ensure_dead_letters()) {
+        let mut worker =
+            Worker { projector: &self, source, redrive_checked: Instant::now(), stalls: Stalls::default() };
+        if let Err(e) = worker.retry("create the dead-letter table", || self.sink.ensure_dead_letters()) {
             tracing::warn!(projection = %name, error = %e, "Cannot create the dead-letter table; recording a dead letter will fail.");
         }
         let mut report = Report::new();
@@ -183,11 +137,15 @@ impl Projector {
             let outcome = match worker.redrive() {
                 Some(outcome) => outcome,
                 None => {
-                    let batch = worker.collect();
-                    match worker.halted.take() {
-                        Some(failure) => Err(failure),
-                        None if batch.is_empty() => continue,
-                        None => worker.apply(&batch),
+                    let pulled = worker.source.next_batch();
+                    worker.report_stalls();
+                    match pulled {
+                        Pull::Jumped(jumps) => match worker.jumped(jumps) {
+                            Ok(()) => continue,
+                            Err(failure) => Err(failure),
+                        },
+                        Pull::Events(batch) if batch.is_empty() => continue,
+                        Pull::Events(batch) => worker.apply(&batch),
                     }
                 }
             };
@@ -215,7 +173,7 @@ impl Projector {
                 }
             }
         }
-        // Dropping the consumer closes it: it leaves the group so partitions move at once.
+        // Dropping the source closes its consumer: it leaves the group so partitions move at once.
         drop(worker);
         tracing::info!(projection = %name, version, "Projection stopped.");
     }
@@ -230,166 +188,55 @@ impl Projector {
     }
 }
 
-struct Worker<'a> {
+struct Worker<'a, S> {
     projector: &'a Projector,
-    consumer: ProjectionConsumer,
-    writer: BatchWriter,
-    /// Next offset to accept per partition: guards against re-delivered messages.
-    accepted: HashMap<i32, i64>,
-    /// The assignment generation `accepted` was taken from. Kept across batches: a reseed
-    /// after a fenced commit changes the generation between two batches.
-    generation: u64,
-    /// Watches for a consumer that silently stopped receiving.
-    stall: StallDetector,
-    /// The thread closing the consumer replaced last, while it runs.
-    closing: Option<JoinHandle<()>>,
-    /// The client reading the partitions' watermarks for the stall detector.
-    watermarks: Option<Watermarks>,
-    /// Set by [`Worker::collect`] when the projection must stop before its next batch.
-    halted: Option<Failure>,
+    source: S,
     /// When [`Worker::redrive`] last looked for requested re-drives.
     redrive_checked: Instant,
+    /// What the metrics were last told of the source's stalls.
+    stalls: Stalls,
 }
 
-impl Worker<'_> {
-    /// Polls until the batch is full, or its first event has waited long enough. Returns an
-    /// empty batch on shutdown or when nothing arrived within a poll interval.
-    fn collect(&mut self) -> Vec<OwnedMessage> {
-        let config = &self.projector.pipeline;
-        let mut batch: Vec<OwnedMessage> = Vec::new();
-        let mut bytes = 0;
-        let mut first_at: Option<Instant> = None;
-        loop {
-            if self.projector.cancel.is_cancelled() {
-                return Vec::new();
-            }
-            let wait = match first_at {
-                None => Duration::from_millis(100),
-                Some(t) => config.max_batch_wait().saturating_sub(t.elapsed()),
-            };
-            // Owned at once (a batch keeps it anyway), so the consumer is free for a check below.
-            let polled = self.consumer.poll(wait).map(|result| result.map(|m| m.detach()));
-            let context = self.consumer.context();
-            if context.generation() != self.generation {
-                // The assignment changed (a rebalance, or a reseed after a fenced commit):
-                // drop what was collected and restart from the stored offsets of what is
-                // assigned now.
-                self.generation = context.generation();
-                self.stall.received(Instant::now());
-                batch.clear();
-                bytes = 0;
-                first_at = None;
-                self.accepted = context.assigned().into_iter().map(|(p, next)| (p, next.unwrap_or(i64::MIN))).collect();
-                if let Err(failure) = self.check_offsets() {
-                    self.halted = Some(failure);
-                    return Vec::new();
-                }
-            }
-            match polled {
-                Some(Ok(message)) => {
-                    let partition = message.partition();
-                    let Some(next) = self.accepted.get_mut(&partition) else {
-                        continue;
-                    };
-                    if message.offset() < *next {
-                        continue;
-                    }
-                    *next = message.offset() + 1;
-                    bytes += message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len);
-                    batch.push(message);
-                    first_at.get_or_insert_with(Instant::now);
-                    self.receiving();
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(projection = %self.projector.deployment.name, error = %e, "Kafka consumer error.");
-                }
-                None if first_at.is_none() => {
-                    self.watch();
-                    return batch;
-                }
-                None => {}
-            }
-            let full = batch.len() >= config.max_batch_events || bytes >= config.max_batch_bytes;
-            if full || first_at.is_some_and(|t| t.elapsed() >= config.max_batch_wait()) {
-                return batch;
-            }
+/// The stall figures last reported to the metrics.
+#[derive(Debug, Default)]
+struct Stalls {
+    stalled: bool,
+    recoveries: u64,
+}
+
+impl<S: Source> Worker<'_, S> {
+    /// Tells the metrics what the source's stall detector found since the last look.
+    fn report_stalls(&mut self) {
+        let (projector, status) = (self.projector, &self.projector.status);
+        let stalled = status.stalled.load(Ordering::Acquire);
+        if stalled != self.stalls.stalled {
+            projector.metrics.stalled(&projector.deployment, stalled);
+            self.stalls.stalled = stalled;
         }
+        let recoveries = status.recoveries.load(Ordering::Relaxed);
+        for _ in self.stalls.recoveries..recoveries {
+            projector.metrics.recovered(&projector.deployment);
+        }
+        self.stalls.recoveries = recoveries;
     }
 
-    /// The consumer delivered an event: it is not stalled.
-    fn receiving(&mut self) {
-        self.stall.received(Instant::now());
-        let status = &self.projector.status;
-        if status.stalled.swap(false, Ordering::AcqRel) {
-            self.projector.metrics.stalled(&self.projector.deployment, false);
-            tracing::info!(projection = %self.projector.deployment.name, "Consumer receives events again.");
-        }
-    }
-
-    /// Called when a poll found nothing: once the consumer has been silent for the stall
-    /// timeout, looks at its assignment, the stored offsets and the watermarks, and replaces a
-    /// stalled consumer with a fresh one.
-    fn watch(&mut self) {
-        let now = Instant::now();
-        if !self.stall.due(now) {
-            return;
-        }
-        let seen = match self.observe() {
-            Ok(seen) => seen,
-            Err(e) => {
-                tracing::debug!(projection = %self.projector.deployment.name, error = %e, "Cannot check for a stall now.");
-                self.stall.unobserved(now);
-                return;
-            }
-        };
-        match self.stall.judge(now, &seen) {
-            Verdict::Stalled(reason) => self.recover(reason),
-            // Nothing waits for this consumer any more.
-            Verdict::Idle if self.projector.status.stalled.load(Ordering::Acquire) => self.receiving(),
-            Verdict::Idle | Verdict::Watching => {}
-        }
-    }
-
-    /// Compares the stored offsets of a new assignment with what the log holds now. A stored
-    /// offset below the log start (retention deleted events not applied yet) or past its end
-    /// (the topic was recreated or truncated) is a jump, counted and shown in the status: with
+    /// Handles stored offsets a new assignment found outside the log: a stored offset below
+    /// the log start (retention deleted events not applied yet) or past its end (the topic was
+    /// recreated or truncated) is a jump, counted and shown in the status. With
     /// `kafka.on_offset_jump = "halt"` the projection stops there; with `"accept"` the stored
     /// offset moves to the log start (recorded, in the same table) and consumption goes on
     /// from there.
-    fn check_offsets(&mut self) -> Result<(), Failure> {
-        let stored: Vec<(i32, i64)> =
-            self.consumer.context().assigned().into_iter().filter_map(|(p, next)| Some((p, next?))).collect();
-        if stored.is_empty() {
-            return Ok(());
-        }
+    fn jumped(&mut self, jumps: Vec<Jump>) -> Result<(), Failure> {
         let projector = self.projector;
         let name = &projector.deployment.name;
-        let mut tries = 0;
-        let ranges = loop {
-            match self.ranges() {
-                Ok(ranges) => break ranges,
-                Err(e) if tries < 5 && !projector.cancel.is_cancelled() => {
-                    tracing::debug!(projection = %name, error = %e, "Cannot read the log's offsets yet.");
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => {
-                    tracing::warn!(projection = %name, error = %e, "Cannot read the log's offsets; offset jumps of this assignment go unchecked.");
-                    return Ok(());
-                }
-            }
-        };
-        for (partition, next) in stored {
-            let Some(&(low, high)) = ranges.get(&partition) else { continue };
+        for Jump { partition, stored: next, low, high } in jumps {
             let found = if next < low {
                 format!(
                     "the stored offset {next} is below the log start offset {low}: {} events were deleted (retention) before this projection applied them",
                     low - next
                 )
-            } else if next > high {
-                format!("the stored offset {next} is past the end of the log ({high}): the topic was recreated or truncated")
             } else {
-                continue;
+                format!("the stored offset {next} is past the end of the log ({high}): the topic was recreated or truncated")
             };
             projector.metrics.error(name, "offset_jump");
             projector.status.offset_jumps.fetch_add(1, Ordering::Relaxed);
@@ -405,124 +252,25 @@ impl Worker<'_> {
                 });
             }
             tracing::warn!(projection = %name, partition, stored = next, log_start = low, found = %found, "Offsets jumped; going on from the start of the log (kafka.on_offset_jump = \"accept\").");
-            let moved = self.retry("move the stored offset", || self.writer.move_offset(partition, next, low))?;
-            if moved {
-                self.consumer.context().committed(&[(partition, low)]);
-                self.accepted.insert(partition, low);
-                let topic = &projector.kafka.topic;
-                if let Err(e) =
-                    self.consumer.seek(topic, partition, rdkafka::Offset::Offset(low), Duration::from_secs(10))
-                {
-                    tracing::warn!(projection = %name, partition, error = %e, "Could not move to the log start; replacing the consumer.");
-                    self.replace_consumer();
-                    return Ok(());
-                }
+            let moved = self.retry("move the stored offset", || projector.sink.move_offset(partition, next, low))?;
+            if moved && !self.source.rewind(partition, low) {
+                break;
             }
         }
         Ok(())
     }
 
-    /// The low and high watermark of every partition, from the worker's own client (see
-    /// [`Worker::observe`]); a client that failed is replaced on the next call.
-    fn ranges(&mut self) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
-        if self.watermarks.is_none() {
-            self.watermarks = Some(Watermarks::new(&self.projector.kafka)?);
-        }
-        self.watermarks.as_ref().expect("just set").ranges().inspect_err(|_| {
-            // The broker may be down; or this client may be the stuck one: a new one next time.
-            self.watermarks = None;
-        })
-    }
-
-    /// What the detector needs. The watermarks come from a client of their own: a consumer's
-    /// own client can be the stuck part (after a broker froze, librdkafka 2.12 was seen to keep
-    /// one instance's connections broken for good while a fresh instance worked), and asking
-    /// it would fail exactly when the answer matters.
-    fn observe(&mut self) -> anyhow::Result<Observation> {
-        let topic = &self.projector.kafka.topic;
-        let watermarks = self.ranges()?;
-        let stored = self.projector.handle.block_on(self.writer.offsets())?;
-        let mut assigned: Vec<i32> = self.consumer.context().assigned().into_keys().collect();
-        assigned.sort_unstable();
-        let positions = self
-            .consumer
-            .position()?
-            .elements_for_topic(topic)
-            .iter()
-            .filter_map(|e| match e.offset() {
-                rdkafka::Offset::Offset(next) => Some((e.partition(), next)),
-                _ => None,
-            })
-            .collect();
-        Ok(Observation { assigned, stored: stored.into_iter().collect(), watermarks, positions })
-    }
-
-    /// Replaces a stalled consumer. The old one is closed on a thread of its own (closing may
-    /// wait on a coordinator that does not answer); the new one joins the group and starts
-    /// every partition it is assigned at the stored offset, so nothing is lost or repeated.
-    fn recover(&mut self, reason: String) {
-        let projector = self.projector;
-        let d = &projector.deployment;
-        tracing::warn!(projection = %d.name, version = d.version, build = d.build, group = %d.consumer_group, reason = %reason, "Consumer stalled; replacing it with a fresh consumer that resumes from the stored offsets.");
-        let status = &projector.status;
-        status.stalled.store(true, Ordering::Release);
-        status.stalls.fetch_add(1, Ordering::Relaxed);
-        *status.last_stall.lock().expect("not poisoned") = Some(Stall { at: chrono::Utc::now(), reason });
-        projector.metrics.stalled(d, true);
-        if self.replace_consumer() {
-            projector.metrics.recovered(d);
-        }
-        self.stall.received(Instant::now());
-    }
-
-    /// Replaces the consumer with a fresh one in the same group, whose assignments start at the
-    /// stored offsets. Returns whether it was replaced (else the old one is kept and a later
-    /// check tries again).
-    fn replace_consumer(&mut self) -> bool {
-        let d = &self.projector.deployment;
-        if self.closing.as_ref().is_some_and(|t| !t.is_finished()) {
-            // Closing waits for the coordinator: while the last one is still closing, another
-            // fresh consumer would only add a member waiting on the same coordinator.
-            tracing::warn!(projection = %d.name, "The consumer replaced last is still closing; keeping the current one for now.");
-            return false;
-        }
-        match self.projector.consumer(&self.writer) {
-            Ok(fresh) => {
-                let old = std::mem::replace(&mut self.consumer, fresh);
-                // Closing may wait on a coordinator that does not answer: not on this thread.
-                match std::thread::Builder::new().name(format!("close-{}", d.id)).spawn(move || drop(old)) {
-                    Ok(thread) => self.closing = Some(thread),
-                    Err(e) => {
-                        tracing::error!(projection = %d.name, error = %e, "Cannot start a thread to close the old consumer; it was closed here.")
-                    }
-                }
-                self.generation = self.consumer.context().generation();
-                self.accepted.clear();
-                true
-            }
-            Err(e) => {
-                tracing::error!(projection = %d.name, error = %e, "Cannot create a fresh consumer; retrying at the next check.");
-                false
-            }
-        }
-    }
-
     /// Projects and commits one batch; returns the number of events applied. When an event
     /// fails, the events before it are still applied, then the failure is returned: the
     /// projection stops exactly at the event that caused it.
-    fn apply(&mut self, batch: &[OwnedMessage]) -> Result<usize, Failure> {
+    fn apply(&mut self, events: &[Event]) -> Result<usize, Failure> {
         let started = Instant::now();
-        let events: Vec<Event> = batch.iter().map(to_event).collect();
-        let applied = self.apply_events(&events);
+        let applied = self.apply_from(events, Origin::Topic);
         if let Ok(count) = &applied {
             let projector = self.projector;
             projector.metrics.batch_committed(&projector.deployment, *count, started.elapsed().as_secs_f64());
         }
         applied
-    }
-
-    fn apply_events(&mut self, events: &[Event]) -> Result<usize, Failure> {
-        self.apply_from(events, Source::Topic)
     }
 
     /// Projects and commits `events` (read from the topic, or dead letters being re-driven).
@@ -531,7 +279,7 @@ impl Worker<'_> {
     /// policy is `dead-letter` or an operator skipped it, and the rest goes on; any other
     /// failure stops the projection there. A re-driven event that fails again stays a dead
     /// letter, with its new error, and the rest goes on.
-    fn apply_from(&mut self, events: &[Event], source: Source) -> Result<usize, Failure> {
+    fn apply_from(&mut self, events: &[Event], source: Origin) -> Result<usize, Failure> {
         let mut rest = events;
         let mut applied = 0;
         loop {
@@ -548,8 +296,8 @@ impl Worker<'_> {
             // A re-driven event that fails again is refused (`None`); a poison event from the
             // topic is moved past for a reason, or the projection halts there.
             let moving_past = match (&failure, source) {
-                (Failure::Event { .. }, Source::Redrive) => Some(None),
-                (Failure::Event { partition, offset, .. }, Source::Topic) => {
+                (Failure::Event { .. }, Origin::Redrive) => Some(None),
+                (Failure::Event { partition, offset, .. }, Origin::Topic) => {
                     self.disposal(*partition, *offset)?.map(Some)
                 }
                 _ => None,
@@ -581,7 +329,7 @@ impl Worker<'_> {
 
     /// Commits `through`: the effects of all its events but the last one when `last` is
     /// given (the poison event, which only moves the offset past it), with its letters.
-    fn commit_prefix(&mut self, through: &[Event], source: Source, last: Vec<Letter<'_>>) -> Result<usize, Failure> {
+    fn commit_prefix(&mut self, through: &[Event], source: Origin, last: Vec<Letter<'_>>) -> Result<usize, Failure> {
         let applying = if last.is_empty() { through } else { &through[..through.len() - 1] };
         if through.is_empty() {
             return Ok(0);
@@ -603,12 +351,16 @@ impl Worker<'_> {
     /// policy, or skipped by an operator), or `None` to halt there.
     fn disposal(&self, partition: i32, offset: i64) -> Result<Option<Reason>, Failure> {
         let projector = self.projector;
-        let policy =
-            self.retry("read the poison policy", || projector.registry.poison_policy(projector.deployment.id))?;
+        let policy = self.retry("read the poison policy", || {
+            projector
+                .handle
+                .block_on(projector.registry.poison_policy(projector.deployment.id))
+                .map_err(SinkError::from)
+        })?;
         if policy == Poison::DeadLetter {
             return Ok(Some(Reason::DeadLetter));
         }
-        let skipped = self.retry("read the skips", || self.writer.skip_noted(partition, offset))?;
+        let skipped = self.retry("read the skips", || projector.sink.skip_noted(partition, offset))?;
         Ok(skipped.then_some(Reason::Skipped))
     }
 
@@ -638,14 +390,13 @@ impl Worker<'_> {
             return None;
         }
         self.redrive_checked = Instant::now();
-        let held: Vec<i32> =
-            self.consumer.context().assigned().into_iter().filter_map(|(p, stored)| stored.map(|_| p)).collect();
+        let held: Vec<i32> = self.source.held().into_iter().filter_map(|(p, stored)| stored.map(|_| p)).collect();
         if held.is_empty() {
             return None;
         }
-        let topic = &self.projector.kafka.topic;
+        let topic = self.source.topic();
         let limit = self.projector.pipeline.max_batch_events as i64;
-        let events = match self.projector.handle.block_on(self.writer.redrives(topic, &held, limit)) {
+        let events = match self.projector.sink.redrives(topic, &held, limit) {
             Ok(events) if !events.is_empty() => events,
             Ok(_) => return None,
             Err(e) => {
@@ -655,13 +406,13 @@ impl Worker<'_> {
         };
         tracing::info!(projection = %self.projector.deployment.name, count = events.len(), "Re-driving dead letters through the current build.");
         // Re-driven events are not new events: they add nothing to the throughput report.
-        Some(self.apply_from(&events, Source::Redrive).map(|_| 0))
+        Some(self.apply_from(&events, Origin::Redrive).map(|_| 0))
     }
 
     /// Narrows a batch the database refused for a value (see [`SinkError::caused_by_data`])
     /// down to the first event whose effects it refuses: a binary search over prefixes of the
     /// batch, each projected and written in a transaction that is rolled back.
-    fn pin_refused(&self, events: &[Event], error: SinkError, source: Source) -> (usize, Failure) {
+    fn pin_refused(&self, events: &[Event], error: SinkError, source: Origin) -> (usize, Failure) {
         let spec = self.projector.plugin.spec();
         let mut refusal = error.to_string();
         // Invariant: events[..good] is accepted, events[..bad] is refused.
@@ -673,7 +424,7 @@ impl Worker<'_> {
                 return (0, Failure::Sink(error));
             };
             let progress = self.progress_of(prefix, source);
-            match self.projector.handle.block_on(self.writer.probe(spec, &changes, state.writes(), &progress)) {
+            match self.projector.sink.probe(spec, &changes, state.writes(), &progress) {
                 Ok(()) => good = middle,
                 Err(e) if e.caused_by_data() => {
                     refusal = e.to_string();
@@ -781,12 +532,12 @@ impl Worker<'_> {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let prefetched = self.retry("load state", || self.writer.load_state(&keys)).map_err(|f| (0, f))?;
+        let prefetched = self.retry("load state", || projector.sink.load_state(&keys)).map_err(|f| (0, f))?;
         let loader = {
-            let (writer, handle) = (self.writer.clone(), projector.handle.clone());
+            let sink = projector.sink.clone();
             Box::new(move |key: &str| {
-                handle.block_on(writer.load_one(key)).map_err(|e| {
-                    if crate::sink::postgres::is_transient(&e) {
+                sink.load_one(key).map_err(|e| {
+                    if e.is_transient() {
                         anyhow::Error::new(StateUnavailable(e.to_string()))
                     } else {
                         anyhow::Error::from(e)
@@ -828,25 +579,23 @@ impl Worker<'_> {
         events: &[Event],
         changes: &Changeset,
         state: &StateOverlay,
-        source: Source,
+        source: Origin,
         letters: &[Letter<'_>],
     ) -> Result<usize, Failure> {
         let projector = self.projector;
         let spec = projector.plugin.spec();
         let progress = self.progress_of(events, source);
-        let committed = self.retry_commit(|| self.writer.commit(spec, changes, state.writes(), &progress, letters))?;
+        let committed =
+            self.retry_commit(|| projector.sink.commit(spec, changes, state.writes(), &progress, letters))?;
         if !committed {
-            if !self.consumer.context().reseed(&self.consumer) {
-                self.replace_consumer();
-            }
+            self.source.fenced();
             return Ok(0);
         }
-        if source == Source::Redrive {
+        if source == Origin::Redrive {
             return Ok(events.len());
         }
         let offsets: Vec<(i32, i64)> = progress.iter().map(|p| (p.partition, p.next)).collect();
-        self.consumer.context().committed(&offsets);
-        self.commit_to_kafka(&offsets);
+        self.source.committed(&offsets);
         projector.status.events_applied.fetch_add(events.len() as u64, Ordering::Relaxed);
         projector.status.batches_committed.fetch_add(1, Ordering::Relaxed);
         Ok(events.len())
@@ -854,17 +603,17 @@ impl Worker<'_> {
 
     /// What a commit of `events` does to the offsets: moves them past events from the topic;
     /// only checks them (the partition is still this worker's) for re-driven events.
-    fn progress_of(&self, events: &[Event], source: Source) -> Vec<PartitionProgress> {
+    fn progress_of(&self, events: &[Event], source: Origin) -> Vec<PartitionProgress> {
         match source {
-            Source::Topic => self.progress(events),
-            Source::Redrive => self.fence(events),
+            Origin::Topic => self.progress(events),
+            Origin::Redrive => self.fence(events),
         }
     }
 
     /// The stored offsets of the partitions of `events`, unchanged: a commit with them fails
     /// as fenced when another consumer moved one.
     fn fence(&self, events: &[Event]) -> Vec<PartitionProgress> {
-        let assigned = self.consumer.context().assigned();
+        let assigned = self.source.held();
         let partitions: std::collections::BTreeSet<i32> = events.iter().map(|e| e.partition).collect();
         partitions
             .into_iter()
@@ -877,7 +626,7 @@ impl Worker<'_> {
 
     /// How far `events` move each partition, from the stored offsets of the assignment.
     fn progress(&self, events: &[Event]) -> Vec<PartitionProgress> {
-        let assigned = self.consumer.context().assigned();
+        let assigned = self.source.held();
         let mut progress: BTreeMap<i32, PartitionProgress> = BTreeMap::new();
         for event in events {
             let entry = progress.entry(event.partition).or_insert_with(|| PartitionProgress {
@@ -892,56 +641,31 @@ impl Worker<'_> {
         progress.into_values().collect()
     }
 
-    /// Tells Kafka the new positions, asynchronously, so lag tools see them.
-    fn commit_to_kafka(&self, offsets: &[(i32, i64)]) {
-        let mut tpl = TopicPartitionList::new();
-        for &(partition, next) in offsets {
-            let _ = tpl.add_partition_offset(&self.projector.kafka.topic, partition, Offset::Offset(next));
-        }
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "Kafka offset commit failed (informational only).");
-        }
-    }
-
-    /// Runs a database read, retrying transient failures until it works or shutdown.
-    fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Failure>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-    {
+    /// Runs a sink call, retrying transient failures (with backoff, until shutdown) until it
+    /// works or fails for good.
+    fn retry<T>(&self, what: &str, mut call: impl FnMut() -> Result<T, SinkError>) -> Result<T, Failure> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.projector.handle.block_on(call()) {
+            match call() {
                 Ok(value) => return Ok(value),
-                Err(e) if crate::sink::postgres::is_transient(&e) => {
-                    self.wait_for_database(what, &e.to_string(), &mut delay)?;
-                }
-                Err(e) => return Err(Failure::Sink(SinkError::Database(e))),
+                Err(e) if e.is_transient() => self.wait_for_database(what, &e.to_string(), &mut delay)?,
+                Err(e) => return Err(Failure::Sink(e)),
             }
         }
     }
 
     /// Commits, retrying transient failures; `Ok(false)` when fenced.
-    fn retry_commit<F, Fut>(&self, mut call: F) -> Result<bool, Failure>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), SinkError>>,
-    {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.projector.handle.block_on(call()) {
-                Ok(()) => return Ok(true),
-                Err(SinkError::Fenced { partition }) => {
-                    self.projector.metrics.error(&self.projector.deployment.name, "fenced");
-                    self.projector.status.fenced.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(projection = %self.projector.deployment.name, partition, "Batch fenced: another consumer advanced the partition; re-reading from the stored offsets.");
-                    return Ok(false);
-                }
-                Err(e) if e.is_transient() => {
-                    self.wait_for_database("commit batch", &e.to_string(), &mut delay)?;
-                }
-                Err(e) => return Err(Failure::Sink(e)),
+    fn retry_commit(&self, call: impl FnMut() -> Result<(), SinkError>) -> Result<bool, Failure> {
+        match self.retry("commit batch", call) {
+            Ok(()) => Ok(true),
+            Err(Failure::Sink(SinkError::Fenced { partition })) => {
+                let projector = self.projector;
+                projector.metrics.error(&projector.deployment.name, "fenced");
+                projector.status.fenced.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(projection = %projector.deployment.name, partition, "Batch fenced: another consumer advanced the partition; re-reading from the stored offsets.");
+                Ok(false)
             }
+            Err(failure) => Err(failure),
         }
     }
 
@@ -973,8 +697,8 @@ impl Worker<'_> {
 }
 
 /// The marks of re-driven `events` as applied by `sha256` (none for events from the topic).
-fn redriven<'e>(events: &'e [Event], source: Source, sha256: &'e str) -> Vec<Letter<'e>> {
-    if source == Source::Topic {
+fn redriven<'e>(events: &'e [Event], source: Origin, sha256: &'e str) -> Vec<Letter<'e>> {
+    if source == Origin::Topic {
         return Vec::new();
     }
     events.iter().map(|e| Letter::Redriven { partition: e.partition, offset: e.offset, sha256 }).collect()
@@ -1019,24 +743,6 @@ fn describe_range(chunk: &[Event]) -> String {
         range.1 = range.1.max(e.offset);
     }
     first.iter().map(|(p, (a, b))| format!("partition {p} offsets {a}..={b}")).collect::<Vec<_>>().join(", ")
-}
-
-fn to_event(message: &OwnedMessage) -> Event {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers.iter().map(|h| Header { key: h.key.to_string(), value: h.value.map(<[u8]>::to_vec) }).collect()
-        })
-        .unwrap_or_default();
-    Event {
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: message.timestamp().to_millis(),
-    }
 }
 
 /// Progress logging at INFO, at most every ten seconds.

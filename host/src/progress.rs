@@ -8,53 +8,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::config::KafkaConfig;
 use crate::registry::{Deployment, Registry};
 use crate::sink::postgres::ddl::qualified;
-use crate::source::kafka::client_config;
-
-/// A metadata client reading the topic's high watermarks.
-pub struct Watermarks {
-    consumer: BaseConsumer,
-    topic: String,
-}
-
-impl Watermarks {
-    /// A client for the configured topic (no group membership).
-    pub fn new(config: &KafkaConfig) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = client_config(config).set("group.id", "projector-watermarks").create()?;
-        Ok(Self { consumer, topic: config.topic.clone() })
-    }
-
-    /// The high watermark of every partition (blocking).
-    pub fn fetch(&self) -> anyhow::Result<BTreeMap<i32, i64>> {
-        Ok(self.ranges()?.into_iter().map(|(partition, (_, high))| (partition, high)).collect())
-    }
-
-    /// The low and high watermark of every partition (blocking).
-    pub fn ranges(&self) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
-        let timeout = Duration::from_secs(10);
-        let metadata = self.consumer.fetch_metadata(Some(&self.topic), timeout)?;
-        let topic = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == self.topic)
-            .ok_or_else(|| anyhow::anyhow!("topic {} not found", self.topic))?;
-        if let Some(error) = topic.error() {
-            anyhow::bail!("topic {}: {:?}", self.topic, error);
-        }
-        let mut marks = BTreeMap::new();
-        for partition in topic.partitions() {
-            let range = self.consumer.fetch_watermarks(&self.topic, partition.id(), timeout)?;
-            marks.insert(partition.id(), range);
-        }
-        Ok(marks)
-    }
-}
+pub use crate::source::kafka::Watermarks;
 
 /// One partition's position.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]

@@ -532,11 +532,7 @@ impl Registry {
                 at.0, at.1
             )));
         };
-        let build = crate::sink::postgres::letters::Build {
-            sha256: failed.sha256.clone(),
-            version: failed.version,
-            build: failed.build,
-        };
+        let build = crate::sink::Build { sha256: failed.sha256.clone(), version: failed.version, build: failed.build };
         let error = failed.last_error.clone().unwrap_or_default();
         crate::sink::postgres::letters::note_skip(&mut tx, &failed.schema, at, &error, &build, by).await?;
         let row = sqlx::query(&format!(

@@ -18,11 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{ProjectionStatus, Projector};
+use crate::pipeline::Projector;
 use crate::progress::{self, Board, Watermarks};
 use crate::registry::{Deployment, Promotion, Registry, RegistryError, Status, CHANNEL};
 use crate::runtime::{CallError, LoadError, Plugin, Runtime};
 use crate::sink::postgres::Database;
+use crate::status::ProjectionStatus;
 
 struct Running {
     sha256: String,
@@ -223,7 +224,11 @@ impl Supervisor {
         let projector = Projector {
             plugin,
             deployment: deployment.clone(),
-            database: self.shared.database.clone(),
+            sink: Arc::new(crate::sink::postgres::PgSink::new(
+                &self.shared.database,
+                &deployment.schema,
+                tokio::runtime::Handle::current(),
+            )),
             registry: self.shared.registry.clone(),
             kafka: self.shared.config.kafka.clone(),
             pipeline: self.shared.config.pipeline.clone(),

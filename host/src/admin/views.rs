@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::pipeline::Stall;
 use crate::progress::PartitionPosition;
 use crate::registry::{Deployment, Poison};
+use crate::status::Stall;
 
 /// `GET /admin/projections`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

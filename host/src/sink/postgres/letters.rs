@@ -12,48 +12,8 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::ddl::qualified;
-use super::SinkError;
 use crate::contract::{Event, Header};
-
-/// Why an event was moved past.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// The projection's poison policy is `dead-letter`.
-    DeadLetter,
-    /// An operator skipped it (the policy is `halt`).
-    Skipped,
-}
-
-impl Reason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Reason::DeadLetter => "dead-letter",
-            Reason::Skipped => "skipped",
-        }
-    }
-}
-
-/// The build a dead letter is recorded by.
-#[derive(Debug, Clone)]
-pub struct Build {
-    /// Hex sha256 of the component.
-    pub sha256: String,
-    /// Declared version.
-    pub version: u32,
-    /// Build number of the version.
-    pub build: u32,
-}
-
-/// A change to the dead letters, written with a batch.
-#[derive(Debug)]
-pub enum Letter<'a> {
-    /// A poison event the batch moves past, with the error it caused.
-    Record { event: &'a Event, error: &'a str, reason: Reason, build: &'a Build },
-    /// A dead letter whose effects the batch applies (a re-drive), by `sha256`.
-    Redriven { partition: i32, offset: i64, sha256: &'a str },
-    /// A re-drive that failed again: the dead letter stays, with the new error.
-    Refused { partition: i32, offset: i64, error: &'a str },
-}
+use crate::sink::{Build, Letter, SinkError};
 
 /// Text PostgreSQL can store: NUL characters are replaced.
 pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {

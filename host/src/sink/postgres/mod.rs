@@ -8,14 +8,19 @@ pub mod ddl;
 pub mod letters;
 mod write;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-pub use write::{is_transient, BatchWriter, PartitionProgress, SinkError};
+pub use write::{is_transient, BatchWriter};
 
+use crate::changeset::Changeset;
 use crate::config::PostgresConfig;
+use crate::contract::Event;
+use crate::sink::{Letter, PartitionProgress, Sink, SinkError, State};
+use crate::spec::Spec;
 
 /// Key of the advisory lock serializing DDL and registry changes (shared with the registry).
 const DDL_LOCK: i64 = 0x7072_6f6a_6563_746f; // "projecto"
@@ -74,5 +79,77 @@ impl Database {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK).execute(&mut *tx).await?;
         Ok(tx)
+    }
+}
+
+/// A deployment's schema as the pipeline's [`Sink`]: each call blocks on `handle`.
+#[derive(Clone)]
+pub struct PgSink {
+    writer: BatchWriter,
+    handle: tokio::runtime::Handle,
+}
+
+impl PgSink {
+    /// The sink of `schema`, running its queries on `handle`.
+    pub fn new(database: &Database, schema: &str, handle: tokio::runtime::Handle) -> Self {
+        Self { writer: database.writer(schema), handle }
+    }
+
+    fn run<T, E: Into<SinkError>>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, SinkError> {
+        self.handle.block_on(call).map_err(Into::into)
+    }
+}
+
+impl Sink for PgSink {
+    fn ensure_dead_letters(&self) -> Result<(), SinkError> {
+        self.run(self.writer.ensure_dead_letters())
+    }
+
+    fn offsets(&self) -> Result<HashMap<i32, i64>, SinkError> {
+        self.run(self.writer.offsets())
+    }
+
+    fn move_offset(&self, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+        self.run(self.writer.move_offset(partition, from, to))
+    }
+
+    fn load_state(&self, keys: &[String]) -> Result<State, SinkError> {
+        self.run(self.writer.load_state(keys))
+    }
+
+    fn load_one(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        self.run(self.writer.load_one(key))
+    }
+
+    fn commit(
+        &self,
+        spec: &Spec,
+        changes: &Changeset,
+        state: &State,
+        progress: &[PartitionProgress],
+        letters: &[Letter<'_>],
+    ) -> Result<(), SinkError> {
+        self.run(self.writer.commit(spec, changes, state, progress, letters))
+    }
+
+    fn probe(
+        &self,
+        spec: &Spec,
+        changes: &Changeset,
+        state: &State,
+        progress: &[PartitionProgress],
+    ) -> Result<(), SinkError> {
+        self.run(self.writer.probe(spec, changes, state, progress))
+    }
+
+    fn skip_noted(&self, partition: i32, offset: i64) -> Result<bool, SinkError> {
+        self.run(self.writer.skip_noted(partition, offset))
+    }
+
+    fn redrives(&self, topic: &str, partitions: &[i32], limit: i64) -> Result<Vec<Event>, SinkError> {
+        self.run(self.writer.redrives(topic, partitions, limit))
     }
 }

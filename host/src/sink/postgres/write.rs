@@ -17,41 +17,30 @@ use sqlx::types::Json as SqlJson;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::ddl::{ident, qualified};
-use super::letters::{self, Letter};
+use super::letters;
 use crate::changeset::{amount_json, key_json, Changeset, FieldChange, Key, RowChange};
 use crate::contract::{Collection, Event, FieldType};
+use crate::sink::{Letter, PartitionProgress, SinkError};
 use crate::spec::{CollectionInfo, Spec};
 
-/// Why a batch could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Another consumer advanced this partition first; this batch is stale.
-    #[error("partition {partition} was advanced by another consumer; the batch was discarded")]
-    Fenced { partition: i32 },
-    /// The database refused or could not be reached.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-impl SinkError {
-    /// Whether retrying the same batch later may succeed (connection loss, deadlock,
-    /// serialization failure, server shutting down or overloaded).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SinkError::Fenced { .. } => false,
-            SinkError::Database(error) => is_transient(error),
+impl From<sqlx::Error> for SinkError {
+    fn from(error: sqlx::Error) -> Self {
+        SinkError::Database {
+            message: error.to_string(),
+            transient: is_transient(&error),
+            by_data: refused_value(&error),
         }
     }
+}
 
-    /// Whether the database refused a value (a data exception, a constraint, a value too
-    /// large for an index): something one event produced, not the database's state.
-    pub fn caused_by_data(&self) -> bool {
-        match self {
-            SinkError::Database(sqlx::Error::Database(db)) => {
-                db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23") || code == "54000")
-            }
-            _ => false,
+/// Whether the database refused a value (a data exception, a constraint, a value too large
+/// for an index): something one event produced, not the database's state.
+fn refused_value(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23") || code == "54000")
         }
+        _ => false,
     }
 }
 
@@ -74,19 +63,6 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
-}
-
-/// How far one partition moves in a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PartitionProgress {
-    /// The partition.
-    pub partition: i32,
-    /// The stored next offset the batch started from; `None` when none was stored yet.
-    pub expected: Option<i64>,
-    /// The next offset after the batch.
-    pub next: i64,
-    /// Timestamp of the partition's last event in the batch, in milliseconds.
-    pub last_event_ms: Option<i64>,
 }
 
 /// Writes one projection version's batches.
