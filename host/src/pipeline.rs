@@ -1,6 +1,8 @@
-//! The pipeline: the one place where the Kafka source, the plugin runtime and the PostgreSQL
-//! sink meet. Each projection version runs on its own thread: collect a batch, project it in
-//! the sandbox, apply it with its offsets, repeat.
+//! The pipeline: the one place where a deployment's source, its plugin and its sink meet, each
+//! behind a trait ([`Source`], [`Project`], [`Sink`], and [`Control`] for its registry entry).
+//! Each deployment runs on its own thread: pull a batch, project it in the sandbox, commit it
+//! with its offsets, repeat. It orchestrates only: Kafka lives in `source::kafka`, SQL in
+//! `sink::postgres`.
 //!
 //! Invariants:
 //! - Nothing lost, nothing doubled: a batch is applied in one transaction with the next offsets
@@ -17,17 +19,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::changeset::Changeset;
 use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
 use crate::contract::Event;
-use crate::registry::{Deployment, Poison, Registry};
-use crate::runtime::{CallError, Plugin, StateOverlay, StateUnavailable};
+use crate::registry::{Deployment, Poison};
+use crate::runtime::{CallError, EventResults, Plugin, StateOverlay, StateUnavailable};
 use crate::sink::{Build, Letter, PartitionProgress, Reason, Sink, SinkError};
 use crate::source::kafka::{KafkaSource, Reader};
 use crate::source::{Jump, Pull, Source};
+use crate::spec::Spec;
 use crate::status::ProjectionStatus;
 
 /// Why a batch stopped the projection.
@@ -69,22 +71,53 @@ const REDRIVE_CHECK: Duration = Duration::from_secs(1);
 /// before the projection stops where that call started.
 const TIMEOUT_RETRIES: u32 = 3;
 
+/// The plugin as the pipeline calls it (see [`Plugin`]).
+pub(crate) trait Project: Send + Sync {
+    /// The validated declaration.
+    fn spec(&self) -> &Spec;
+    /// Projects `events` over `state`: one result per event, and the state with the call's
+    /// writes added.
+    fn handle(&self, events: &[Event], state: StateOverlay) -> Result<(EventResults, StateOverlay), CallError>;
+    /// How long to wait before the next call (after a failed one).
+    fn rest(&self) -> Duration;
+}
+
+impl Project for Plugin {
+    fn spec(&self) -> &Spec {
+        Plugin::spec(self)
+    }
+
+    fn handle(&self, events: &[Event], state: StateOverlay) -> Result<(EventResults, StateOverlay), CallError> {
+        Plugin::handle(self, events, state)
+    }
+
+    fn rest(&self) -> Duration {
+        Plugin::rest(self)
+    }
+}
+
+/// What the pipeline reads from and records in the deployment's registry entry.
+pub(crate) trait Control: Send + Sync {
+    /// Its poison policy, read when a poison event occurs (a change applies at once).
+    fn poison_policy(&self) -> Result<Poison, SinkError>;
+    /// Records that it failed (with the event, when one caused it).
+    fn fail(&self, message: &str, at: Option<(i32, i64)>) -> anyhow::Result<()>;
+}
+
 /// Everything one deployment's thread needs.
 pub(crate) struct Projector {
     /// The loaded plugin.
-    pub plugin: Arc<Plugin>,
+    pub plugin: Arc<dyn Project>,
     /// What it runs as: schema, consumer group, registry id.
     pub deployment: Deployment,
     /// Where its read model lives.
     pub sink: Arc<dyn Sink>,
-    /// Where its status is recorded.
-    pub registry: Registry,
+    /// The deployment's record: its poison policy, where failures are recorded.
+    pub control: Arc<dyn Control>,
     /// The source.
     pub kafka: KafkaConfig,
     /// Batching.
     pub pipeline: PipelineConfig,
-    /// Runtime for the database calls (the thread blocks on it).
-    pub handle: Handle,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
     /// Counters shared with reporters.
@@ -182,7 +215,7 @@ impl Projector {
         let d = &self.deployment;
         tracing::error!(projection = %d.name, version = d.version, build = d.build, error = %message, "Projection failed and stopped; its read model keeps the last committed batch.");
         *self.status.failure.lock().expect("not poisoned") = Some(message.to_string());
-        if let Err(e) = self.handle.block_on(self.registry.fail(d.id, message, at)) {
+        if let Err(e) = self.control.fail(message, at) {
             tracing::error!(projection = %d.name, error = %e, "Could not record the failure.");
         }
     }
@@ -351,12 +384,7 @@ impl<S: Source> Worker<'_, S> {
     /// policy, or skipped by an operator), or `None` to halt there.
     fn disposal(&self, partition: i32, offset: i64) -> Result<Option<Reason>, Failure> {
         let projector = self.projector;
-        let policy = self.retry("read the poison policy", || {
-            projector
-                .handle
-                .block_on(projector.registry.poison_policy(projector.deployment.id))
-                .map_err(SinkError::from)
-        })?;
+        let policy = self.retry("read the poison policy", || projector.control.poison_policy())?;
         if policy == Poison::DeadLetter {
             return Ok(Some(Reason::DeadLetter));
         }
@@ -795,5 +823,377 @@ mod tests {
         assert_eq!(cut(&[60, 40, 1, 50]), vec![0..2, 2..4], "by bytes, exactly at the bound");
         assert_eq!(cut(&[10, 500, 10]), vec![0..1, 1..2, 2..3], "an event over the bound goes alone");
         assert_eq!(cut(&[]), Vec::<std::ops::Range<usize>>::new());
+    }
+
+    /// Unit tests of the pipeline's own decisions against an in-memory source, sink, registry
+    /// entry and plugin (fakes: the end-to-end tests in `tests/all` run the same paths against
+    /// Kafka, PostgreSQL and real components).
+    mod worker {
+        use std::collections::VecDeque;
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Mutex;
+
+        use super::*;
+        use crate::changeset::KeyPart;
+        use crate::contract::{Collection, FieldType, Operation, ProjectionSpec, Upsert, Value};
+        use crate::sink::State;
+        use crate::source::Pull;
+
+        /// Upserts one row per event, keyed `partition:offset`; an event whose value is `trap`
+        /// fails the whole call it is in (deterministically), one whose value is `bad` fails alone.
+        struct Plugin(Spec);
+
+        impl Project for Plugin {
+            fn spec(&self) -> &Spec {
+                &self.0
+            }
+
+            fn handle(&self, events: &[Event], state: StateOverlay) -> Result<(EventResults, StateOverlay), CallError> {
+                if events.iter().any(|e| e.value.as_deref() == Some(b"trap")) {
+                    return Err(CallError::Trap { message: "unreachable executed".into() });
+                }
+                let results = events
+                    .iter()
+                    .map(|e| match e.value.as_deref() {
+                        Some(b"bad") => Err("cannot parse the event".to_string()),
+                        _ => Ok(vec![Operation::Upsert(Upsert {
+                            collection: "seen".into(),
+                            key: vec![Value::Text(format!("{}:{}", e.partition, e.offset))],
+                            fields: vec![],
+                        })]),
+                    })
+                    .collect();
+                Ok((results, state))
+            }
+
+            fn rest(&self) -> Duration {
+                Duration::ZERO
+            }
+        }
+
+        /// A fenced store: the rows committed (by key, in commit order), the dead letters and
+        /// the stored offsets; scripted failures for the next commits.
+        #[derive(Default)]
+        struct Store {
+            offsets: Mutex<HashMap<i32, i64>>,
+            rows: Mutex<Vec<String>>,
+            letters: Mutex<Vec<(i32, i64)>>,
+            failures: Mutex<VecDeque<SinkError>>,
+            commits: AtomicU64,
+            /// A row key the store refuses as a value (a constraint).
+            refuses: Option<String>,
+        }
+
+        impl Store {
+            fn check(&self, changes: &Changeset, progress: &[PartitionProgress]) -> Result<Vec<String>, SinkError> {
+                let offsets = self.offsets.lock().unwrap();
+                for p in progress {
+                    if offsets.get(&p.partition).copied() != p.expected {
+                        return Err(SinkError::Fenced { partition: p.partition });
+                    }
+                }
+                let keys: Vec<String> = changes.tables()[0]
+                    .keys()
+                    .map(|key| match &key[0] {
+                        KeyPart::Text(text) => text.clone(),
+                        other => panic!("unexpected key {other:?}"),
+                    })
+                    .collect();
+                if let Some(refused) = self.refuses.as_ref().filter(|r| keys.contains(r)) {
+                    let message = format!("value of row {refused} violates a check constraint");
+                    return Err(SinkError::Database { message, transient: false, by_data: true });
+                }
+                Ok(keys)
+            }
+
+            fn stored(&self) -> HashMap<i32, i64> {
+                self.offsets.lock().unwrap().clone()
+            }
+
+            fn rows(&self) -> Vec<String> {
+                self.rows.lock().unwrap().clone()
+            }
+        }
+
+        impl Sink for Store {
+            fn ensure_dead_letters(&self) -> Result<(), SinkError> {
+                Ok(())
+            }
+
+            fn offsets(&self) -> Result<HashMap<i32, i64>, SinkError> {
+                Ok(self.stored())
+            }
+
+            fn move_offset(&self, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+                let mut offsets = self.offsets.lock().unwrap();
+                let moved = offsets.get(&partition) == Some(&from);
+                if moved {
+                    offsets.insert(partition, to);
+                }
+                Ok(moved)
+            }
+
+            fn load_state(&self, keys: &[String]) -> Result<State, SinkError> {
+                Ok(keys.iter().map(|k| (k.clone(), None)).collect())
+            }
+
+            fn load_one(&self, _: &str) -> Result<Option<Vec<u8>>, SinkError> {
+                Ok(None)
+            }
+
+            fn commit(
+                &self,
+                _: &Spec,
+                changes: &Changeset,
+                _: &State,
+                progress: &[PartitionProgress],
+                letters: &[Letter<'_>],
+            ) -> Result<(), SinkError> {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(failure) = self.failures.lock().unwrap().pop_front() {
+                    return Err(failure);
+                }
+                let keys = self.check(changes, progress)?;
+                self.rows.lock().unwrap().extend(keys);
+                for letter in letters {
+                    if let Letter::Record { event, .. } = letter {
+                        self.letters.lock().unwrap().push((event.partition, event.offset));
+                    }
+                }
+                let mut offsets = self.offsets.lock().unwrap();
+                for p in progress {
+                    offsets.insert(p.partition, p.next);
+                }
+                Ok(())
+            }
+
+            fn probe(
+                &self,
+                _: &Spec,
+                changes: &Changeset,
+                _: &State,
+                progress: &[PartitionProgress],
+            ) -> Result<(), SinkError> {
+                self.check(changes, progress).map(drop)
+            }
+
+            fn skip_noted(&self, _: i32, _: i64) -> Result<bool, SinkError> {
+                Ok(false)
+            }
+
+            fn redrives(&self, _: &str, _: &[i32], _: i64) -> Result<Vec<Event>, SinkError> {
+                Ok(Vec::new())
+            }
+        }
+
+        /// Holds the partitions of the store; a fence re-reads their stored offsets.
+        struct Held {
+            store: Arc<Store>,
+            held: HashMap<i32, Option<i64>>,
+            fenced: usize,
+        }
+
+        impl Source for Held {
+            fn topic(&self) -> &str {
+                "order-events"
+            }
+
+            fn next_batch(&mut self) -> Pull {
+                Pull::Events(Vec::new())
+            }
+
+            fn held(&self) -> HashMap<i32, Option<i64>> {
+                self.held.clone()
+            }
+
+            fn committed(&mut self, offsets: &[(i32, i64)]) {
+                for &(partition, next) in offsets {
+                    self.held.insert(partition, Some(next));
+                }
+            }
+
+            fn fenced(&mut self) {
+                self.fenced += 1;
+                let stored = self.store.stored();
+                for (partition, next) in &mut self.held {
+                    *next = stored.get(partition).copied();
+                }
+            }
+
+            fn rewind(&mut self, partition: i32, offset: i64) -> bool {
+                self.held.insert(partition, Some(offset));
+                true
+            }
+        }
+
+        struct Entry(Mutex<Poison>);
+
+        impl Control for Entry {
+            fn poison_policy(&self) -> Result<Poison, SinkError> {
+                Ok(*self.0.lock().unwrap())
+            }
+
+            fn fail(&self, _: &str, _: Option<(i32, i64)>) -> anyhow::Result<()> {
+                Ok(())
+            }
+        }
+
+        fn spec() -> Spec {
+            Spec::new(ProjectionSpec {
+                name: "seen".into(),
+                version: 1,
+                description: String::new(),
+                collections: vec![Collection {
+                    name: "seen".into(),
+                    fields: vec![crate::spec::tests::field("id", FieldType::Text)],
+                    primary_key: vec!["id".into()],
+                    sink: crate::contract::Sink::Postgres,
+                    description: String::new(),
+                }],
+            })
+            .unwrap()
+        }
+
+        fn projector(store: Arc<Store>, policy: Poison) -> Projector {
+            let spec = spec();
+            let deployment = Deployment {
+                id: 1,
+                name: "seen".into(),
+                version: 1,
+                build: 0,
+                sha256: "00".into(),
+                spec: spec.raw().clone(),
+                schema: "proj_seen_v1".into(),
+                consumer_group: "projector.seen.v1".into(),
+                status: crate::registry::Status::Live,
+                paused: false,
+                on_poison: policy,
+                serving: true,
+                last_error: None,
+                error_partition: None,
+                error_offset: None,
+                uploaded_by: None,
+                created_at: chrono::Utc::now(),
+                activated_at: None,
+            };
+            Projector {
+                plugin: Arc::new(Plugin(spec)),
+                deployment,
+                sink: store,
+                control: Arc::new(Entry(Mutex::new(policy))),
+                kafka: KafkaConfig::default(),
+                pipeline: PipelineConfig { events_per_call: 4, ..PipelineConfig::default() },
+                cancel: CancellationToken::new(),
+                status: Arc::new(ProjectionStatus::default()),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
+            }
+        }
+
+        /// Events at offsets `from..to` of partition 0, with `values` at some offsets.
+        fn events(from: i64, to: i64, values: &[(i64, &str)]) -> Vec<Event> {
+            (from..to)
+                .map(|offset| Event {
+                    topic: "order-events".into(),
+                    partition: 0,
+                    offset,
+                    key: Some(format!("ord-{offset}").into_bytes()),
+                    value: Some(values.iter().find(|(o, _)| *o == offset).map_or("{}", |(_, v)| v).as_bytes().to_vec()),
+                    headers: vec![],
+                    timestamp_ms: Some(1_700_000_000_000 + offset),
+                })
+                .collect()
+        }
+
+        fn keys(offsets: impl IntoIterator<Item = i64>) -> Vec<String> {
+            offsets.into_iter().map(|o| format!("0:{o}")).collect()
+        }
+
+        fn run<R>(store: &Arc<Store>, policy: Poison, then: impl FnOnce(&mut Worker<'_, Held>) -> R) -> (R, Held) {
+            let projector = projector(store.clone(), policy);
+            let held =
+                Held { store: store.clone(), held: HashMap::from([(0, store.stored().get(&0).copied())]), fenced: 0 };
+            let mut worker = Worker {
+                projector: &projector,
+                source: held,
+                redrive_checked: Instant::now(),
+                stalls: Stalls::default(),
+            };
+            let outcome = then(&mut worker);
+            (outcome, worker.source)
+        }
+
+        #[test]
+        fn a_failing_call_is_pinned_to_its_event_and_what_precedes_it_is_applied() {
+            let store = Arc::new(Store::default());
+            // Calls of 4 events: the trap is in the second call, 0..4 projects, 4..8 traps.
+            let (outcome, source) = run(&store, Poison::Halt, |w| w.apply(&events(0, 10, &[(6, "trap")])));
+            match outcome {
+                Err(Failure::Event { partition: 0, offset: 6, message }) => {
+                    assert!(message.contains("unreachable executed"), "{message}")
+                }
+                other => panic!("expected a failure pinned to offset 6, got {other:?}"),
+            }
+            assert_eq!(store.rows(), keys(0..6));
+            assert_eq!(store.stored(), HashMap::from([(0, 6)]));
+            assert_eq!(source.held, HashMap::from([(0, Some(6))]));
+        }
+
+        #[test]
+        fn dead_letter_moves_past_the_poison_event_in_the_commit_and_the_rest_goes_on() {
+            let store = Arc::new(Store::default());
+            let (outcome, _) = run(&store, Poison::DeadLetter, |w| w.apply(&events(0, 10, &[(3, "bad")])));
+            assert_eq!(outcome.unwrap(), 10);
+            assert_eq!(store.rows(), keys((0..3).chain(4..10)));
+            assert_eq!(*store.letters.lock().unwrap(), vec![(0, 3)]);
+            assert_eq!(store.stored(), HashMap::from([(0, 10)]));
+        }
+
+        #[test]
+        fn a_fenced_batch_changes_nothing_and_the_source_starts_over_from_the_stored_offsets() {
+            let store = Arc::new(Store::default());
+            store.offsets.lock().unwrap().insert(0, 0);
+            let (outcome, source) = run(&store, Poison::Halt, |w| {
+                // Another consumer applies 0..5 after this one read its position.
+                store.offsets.lock().unwrap().insert(0, 5);
+                let fenced = w.apply(&events(0, 10, &[])).unwrap();
+                (fenced, w.apply(&events(5, 10, &[])).unwrap())
+            });
+            assert_eq!(outcome, (0, 5));
+            assert_eq!(source.fenced, 1);
+            assert_eq!(store.rows(), keys(5..10));
+            assert_eq!(store.stored(), HashMap::from([(0, 10)]));
+        }
+
+        #[test]
+        fn transient_sink_failures_are_retried_and_the_batch_applied_once() {
+            let store = Arc::new(Store::default());
+            for _ in 0..2 {
+                let message = "connection reset by peer".to_string();
+                store.failures.lock().unwrap().push_back(SinkError::Database {
+                    message,
+                    transient: true,
+                    by_data: false,
+                });
+            }
+            let (outcome, _) = run(&store, Poison::Halt, |w| w.apply(&events(0, 10, &[])));
+            assert_eq!(outcome.unwrap(), 10);
+            assert_eq!(store.commits.load(Ordering::Relaxed), 3);
+            assert_eq!(store.rows(), keys(0..10));
+            assert_eq!(store.stored(), HashMap::from([(0, 10)]));
+        }
+
+        #[test]
+        fn a_row_the_store_refuses_is_narrowed_to_the_event_that_made_it() {
+            let store = Arc::new(Store { refuses: Some("0:7".into()), ..Store::default() });
+            let (outcome, _) = run(&store, Poison::Halt, |w| w.apply(&events(0, 10, &[])));
+            match outcome {
+                Err(Failure::Event { partition: 0, offset: 7, message }) => {
+                    assert!(message.contains("refused") && message.contains("check constraint"), "{message}")
+                }
+                other => panic!("expected a failure pinned to offset 7, got {other:?}"),
+            }
+            assert_eq!(store.rows(), keys(0..7));
+            assert_eq!(store.stored(), HashMap::from([(0, 7)]));
+        }
     }
 }

@@ -229,10 +229,13 @@ impl Supervisor {
                 &deployment.schema,
                 tokio::runtime::Handle::current(),
             )),
-            registry: self.shared.registry.clone(),
+            control: Arc::new(Record {
+                registry: self.shared.registry.clone(),
+                id: deployment.id,
+                handle: tokio::runtime::Handle::current(),
+            }),
             kafka: self.shared.config.kafka.clone(),
             pipeline: self.shared.config.pipeline.clone(),
-            handle: tokio::runtime::Handle::current(),
             cancel: cancel.clone(),
             status: status.clone(),
             metrics: self.shared.metrics.clone(),
@@ -286,6 +289,23 @@ impl Supervisor {
         let ids: Vec<i64> = deployments.iter().map(|d| d.id).collect();
         self.shared.board.retain(&ids);
         Ok(())
+    }
+}
+
+/// A deployment's registry entry as its pipeline sees it; each call blocks on `handle`.
+struct Record {
+    registry: Registry,
+    id: i64,
+    handle: tokio::runtime::Handle,
+}
+
+impl crate::pipeline::Control for Record {
+    fn poison_policy(&self) -> Result<crate::registry::Poison, crate::sink::SinkError> {
+        Ok(self.handle.block_on(self.registry.poison_policy(self.id))?)
+    }
+
+    fn fail(&self, message: &str, at: Option<(i32, i64)>) -> anyhow::Result<()> {
+        Ok(self.handle.block_on(self.registry.fail(self.id, message, at))?)
     }
 }
 
