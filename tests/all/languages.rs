@@ -98,7 +98,10 @@ async fn scaffolded_plugins_build_pass_their_tests_and_go_live() {
     let db = TestDb::create("scaffolds").await;
     let topic = create_topic("scaffolds", 3).await;
     publish(&topic, &samples()).await;
-    let config = HostConfig::new("scaffolds", &db.url, &topic, &[]);
+    // A freshly built Python or JavaScript component is compiled at upload, not precompiled like
+    // the fixtures: on a loaded 2-core CI machine that ran past the default 30 s (CI, 2026-12-03).
+    let config =
+        HostConfig::new("scaffolds", &db.url, &topic, &[]).with("PROJECTOR_ADMIN__COMPILE_TIMEOUT_MS", "180000");
     let host = Host::start(&config);
     let api = Api::of(&config);
     api.ready().await;
