@@ -6,8 +6,10 @@
 //!   (onto a value set earlier in the batch, or onto the stored one), a delete discards what
 //!   came before it and makes later writes start from an empty row.
 //! - Every value is checked against the declared field type before it is accepted, and is kept
-//!   in the JSON form PostgreSQL reads into that column type. Decimals never pass through a
-//!   float: they stay decimal strings end to end.
+//!   as a [`Cell`] of that type: sink-neutral, so each sink encodes it in its own form (the
+//!   PostgreSQL column form is `sink::postgres::encode`). Decimals never pass through a float.
+//! - Text holds no NUL character (U+0000), in every sink alike: PostgreSQL cannot store it, and
+//!   one write semantics means one set of values every sink takes.
 //! - Rows are ordered by key, so concurrent writers lock rows in the same order.
 
 use std::collections::BTreeMap;
@@ -37,11 +39,36 @@ pub enum KeyPart {
 /// A primary key, in declared order.
 pub(crate) type Key = Vec<KeyPart>;
 
+/// A value checked against its field's declared type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// No value.
+    Null,
+    /// A boolean field's value.
+    Bool(bool),
+    /// An integer field's value.
+    Int(i64),
+    /// A float field's value (NaN and infinities included).
+    Float(f64),
+    /// A decimal field's value, with its scale.
+    Decimal(Decimal),
+    /// A text field's value (no NUL character).
+    Text(String),
+    /// A timestamp field's value (microseconds since the epoch, within chrono's range).
+    Timestamp(i64),
+    /// A date field's value (days since the epoch, within chrono's range).
+    Date(i32),
+    /// A JSON field's document (no NUL character in any string or member name).
+    Json(Json),
+    /// A list field's elements, each of the element type.
+    List(Vec<Cell>),
+}
+
 /// The net change of one field.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldChange {
-    /// Set the field to this value (the column's JSON form).
-    Set(Json),
+    /// Set the field to this value.
+    Set(Cell),
     /// Add this amount to the stored value (null or absent counts as zero).
     Add(Amount),
 }
@@ -148,12 +175,12 @@ fn apply_one(
             let write = row.write.get_or_insert_with(BTreeMap::new);
             for FieldValue { name: field, value } in &op.fields {
                 let position = writable(fields, info, name, field)?;
-                let json =
-                    to_json(&fields[position].type_, value).map_err(|m| format!("field `{field}` of `{name}`: {m}"))?;
-                if json.is_null() && !fields[position].nullable {
+                let cell =
+                    to_cell(&fields[position].type_, value).map_err(|m| format!("field `{field}` of `{name}`: {m}"))?;
+                if cell == Cell::Null && !fields[position].nullable {
                     return Err(format!("field `{field}` of `{name}` is not nullable"));
                 }
-                write.insert(position, FieldChange::Set(json));
+                write.insert(position, FieldChange::Set(cell));
             }
         }
         Operation::Increment(op) => {
@@ -165,7 +192,7 @@ fn apply_one(
                 let change = match write.remove(&position) {
                     None => FieldChange::Add(amount),
                     Some(FieldChange::Add(before)) => FieldChange::Add(add(before, amount)?),
-                    Some(FieldChange::Set(before)) => FieldChange::Set(add_to_value(&before, amount)?),
+                    Some(FieldChange::Set(before)) => FieldChange::Set(add_to_cell(&before, amount)?),
                 };
                 write.insert(position, change);
             }
@@ -211,14 +238,8 @@ fn key_of(fields: &[crate::contract::Field], info: &CollectionInfo, values: &[Va
                 }
                 (FieldType::Integer, Value::Integer(i)) => KeyPart::Int(*i),
                 (FieldType::Boolean, Value::Boolean(b)) => KeyPart::Bool(*b),
-                (FieldType::Date, Value::Date(d)) => {
-                    date_string(*d)?;
-                    KeyPart::Date(*d)
-                }
-                (FieldType::Timestamp, Value::Timestamp(t)) => {
-                    timestamp_string(*t)?;
-                    KeyPart::Timestamp(*t)
-                }
+                (FieldType::Date, Value::Date(d)) => KeyPart::Date(date(*d)?),
+                (FieldType::Timestamp, Value::Timestamp(t)) => KeyPart::Timestamp(timestamp(*t)?),
                 (expected, got) => {
                     return Err(format!(
                         "key field `{}` is {}; got {}",
@@ -233,47 +254,36 @@ fn key_of(fields: &[crate::contract::Field], info: &CollectionInfo, values: &[Va
         .collect()
 }
 
-/// The column JSON form of a key part.
-pub(crate) fn key_json(part: &KeyPart) -> Json {
-    match part {
-        KeyPart::Bool(b) => Json::Bool(*b),
-        KeyPart::Int(i) => Json::from(*i),
-        KeyPart::Text(s) => Json::String(s.clone()),
-        KeyPart::Date(d) => Json::String(date_string(*d).expect("checked in key_of")),
-        KeyPart::Timestamp(t) => Json::String(timestamp_string(*t).expect("checked in key_of")),
-    }
-}
-
-/// Converts a value to the JSON form PostgreSQL reads into a column of `field_type`.
-pub(crate) fn to_json(field_type: &FieldType, value: &Value) -> Result<Json, String> {
+/// Checks a value against a field of `field_type`.
+pub(crate) fn to_cell(field_type: &FieldType, value: &Value) -> Result<Cell, String> {
     let mismatch = || Err(format!("expected {}, got {}", type_name(field_type), value_name(value)));
     Ok(match (field_type, value) {
-        (_, Value::Null) => Json::Null,
-        (FieldType::Boolean, Value::Boolean(b)) => Json::Bool(*b),
-        (FieldType::Integer, Value::Integer(i)) => Json::from(*i),
-        (FieldType::Float, Value::Float(f)) => float_json(*f),
-        (FieldType::Float, Value::Integer(i)) => float_json(*i as f64),
-        (FieldType::Decimal, Value::Decimal(s)) => Json::String(parse_decimal(s)?.to_string()),
-        (FieldType::Decimal, Value::Integer(i)) => Json::String(i.to_string()),
+        (_, Value::Null) => Cell::Null,
+        (FieldType::Boolean, Value::Boolean(b)) => Cell::Bool(*b),
+        (FieldType::Integer, Value::Integer(i)) => Cell::Int(*i),
+        (FieldType::Float, Value::Float(f)) => Cell::Float(*f),
+        (FieldType::Float, Value::Integer(i)) => Cell::Float(*i as f64),
+        (FieldType::Decimal, Value::Decimal(s)) => Cell::Decimal(parse_decimal(s)?),
+        (FieldType::Decimal, Value::Integer(i)) => Cell::Decimal(Decimal::from(*i)),
         (FieldType::Text, Value::Text(s)) => {
             storable(s)?;
-            Json::String(s.clone())
+            Cell::Text(s.clone())
         }
-        (FieldType::Timestamp, Value::Timestamp(t)) => Json::String(timestamp_string(*t)?),
-        (FieldType::Date, Value::Date(d)) => Json::String(date_string(*d)?),
+        (FieldType::Timestamp, Value::Timestamp(t)) => Cell::Timestamp(timestamp(*t)?),
+        (FieldType::Date, Value::Date(d)) => Cell::Date(date(*d)?),
         (FieldType::Json, Value::Json(text)) => {
             let document = serde_json::from_str(text).map_err(|e| format!("invalid JSON document: {e}"))?;
             storable_json(&document)?;
-            document
+            Cell::Json(document)
         }
         (FieldType::List(element), Value::List(items)) => {
-            Json::Array(items.iter().map(|item| scalar_json(*element, item)).collect::<Result<_, _>>()?)
+            Cell::List(items.iter().map(|item| scalar_cell(*element, item)).collect::<Result<_, _>>()?)
         }
         _ => return mismatch(),
     })
 }
 
-/// Refuses text PostgreSQL cannot store: its `text` and `jsonb` have no NUL character.
+/// Refuses text with a NUL character: PostgreSQL's `text` and `jsonb` cannot store it.
 fn storable(text: &str) -> Result<(), String> {
     match text.find('\0') {
         Some(at) => Err(format!("text contains a NUL character (U+0000) at byte {at}, which PostgreSQL cannot store")),
@@ -293,7 +303,7 @@ fn storable_json(document: &Json) -> Result<(), String> {
     }
 }
 
-fn scalar_json(element: ScalarType, item: &crate::contract::Scalar) -> Result<Json, String> {
+fn scalar_cell(element: ScalarType, item: &crate::contract::Scalar) -> Result<Cell, String> {
     use crate::contract::Scalar;
     let as_value = match item {
         Scalar::Null => Value::Null,
@@ -314,7 +324,7 @@ fn scalar_json(element: ScalarType, item: &crate::contract::Scalar) -> Result<Js
         ScalarType::Timestamp => FieldType::Timestamp,
         ScalarType::Date => FieldType::Date,
     };
-    to_json(&field_type, &as_value).map_err(|m| format!("list element: {m}"))
+    to_cell(&field_type, &as_value).map_err(|m| format!("list element: {m}"))
 }
 
 fn to_amount(field_type: &FieldType, value: &Value) -> Result<Amount, String> {
@@ -366,22 +376,22 @@ fn add(before: Amount, amount: Amount) -> Result<Amount, String> {
 }
 
 /// Adds an amount to a value set earlier in the same batch.
-fn add_to_value(before: &Json, amount: Amount) -> Result<Json, String> {
+fn add_to_cell(before: &Cell, amount: Amount) -> Result<Cell, String> {
     let start = match (&amount, before) {
-        (_, Json::Null) => None,
-        (Amount::Int(_), Json::Number(n)) => Some(Amount::Int(n.as_i64().ok_or("not an integer")?)),
-        (Amount::Float(_), Json::Number(n)) => Some(Amount::Float(n.as_f64().ok_or("not a number")?)),
-        (Amount::Float(_), Json::String(s)) => Some(Amount::Float(s.parse().map_err(|_| "not a number")?)),
-        (Amount::Decimal(_), Json::String(s)) => Some(Amount::Decimal(parse_decimal(s)?)),
-        (Amount::Counts(_), json @ Json::Object(_)) => Some(Amount::Counts(counts(json)?)),
+        (_, Cell::Null) => zero_like(&amount),
+        (Amount::Int(_), Cell::Int(n)) => Amount::Int(*n),
+        (Amount::Float(_), Cell::Float(f)) => Amount::Float(*f),
+        (Amount::Decimal(_), Cell::Decimal(d)) => Amount::Decimal(*d),
+        (Amount::Counts(_), Cell::Json(json @ Json::Object(_))) => Amount::Counts(counts(json)?),
         (Amount::Counts(_), _) => return Err("the stored JSON value is not an object of numbers".into()),
         _ => return Err("the stored value does not match the amount".into()),
     };
-    let total = match start {
-        None => add(zero_like(&amount), amount)?,
-        Some(start) => add(start, amount)?,
-    };
-    Ok(amount_json(&total))
+    Ok(match add(start, amount)? {
+        Amount::Int(i) => Cell::Int(i),
+        Amount::Float(f) => Cell::Float(f),
+        Amount::Decimal(d) => Cell::Decimal(d),
+        Amount::Counts(map) => Cell::Json(counts_document(&map)),
+    })
 }
 
 fn zero_like(amount: &Amount) -> Amount {
@@ -393,30 +403,12 @@ fn zero_like(amount: &Amount) -> Amount {
     }
 }
 
-/// The column JSON form of an amount.
-pub(crate) fn amount_json(amount: &Amount) -> Json {
-    match amount {
-        Amount::Int(i) => Json::from(*i),
-        Amount::Float(f) => float_json(*f),
-        Amount::Decimal(d) => Json::String(d.to_string()),
-        Amount::Counts(map) => {
-            Json::Object(map.iter().map(|(k, v)| (k.clone(), decimal_number(v))).collect::<Map<_, _>>())
-        }
-    }
-}
-
-fn decimal_number(d: &Decimal) -> Json {
+/// A JSON object of counters, each an exact JSON number.
+pub(crate) fn counts_document(counts: &BTreeMap<String, Decimal>) -> Json {
     // With arbitrary_precision, parsing keeps the exact digits.
-    Json::Number(Number::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number"))
-}
-
-fn float_json(f: f64) -> Json {
-    match Number::from_f64(f) {
-        Some(n) => Json::Number(n),
-        None if f.is_nan() => Json::String("NaN".into()),
-        None if f > 0.0 => Json::String("Infinity".into()),
-        None => Json::String("-Infinity".into()),
-    }
+    let number =
+        |d: &Decimal| Json::Number(Number::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number"));
+    Json::Object(counts.iter().map(|(k, v)| (k.clone(), number(v))).collect::<Map<_, _>>())
 }
 
 fn parse_decimal(text: &str) -> Result<Decimal, String> {
@@ -425,17 +417,25 @@ fn parse_decimal(text: &str) -> Result<Decimal, String> {
         .map_err(|_| format!("`{text}` is not a decimal within 28 significant digits"))
 }
 
-fn timestamp_string(micros: i64) -> Result<String, String> {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-        .ok_or_else(|| format!("timestamp {micros} µs is out of range"))
+/// A timestamp chrono can represent (every sink formats it through chrono).
+fn timestamp(micros: i64) -> Result<i64, String> {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(_) => Ok(micros),
+        None => Err(format!("timestamp {micros} µs is out of range")),
+    }
 }
 
-fn date_string(days: i32) -> Result<String, String> {
-    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
-        .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(days.into())))
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .ok_or_else(|| format!("date {days} days is out of range"))
+/// A date chrono can represent.
+fn date(days: i32) -> Result<i32, String> {
+    match epoch().checked_add_signed(chrono::Duration::days(days.into())) {
+        Some(_) => Ok(days),
+        None => Err(format!("date {days} days is out of range")),
+    }
+}
+
+/// 1970-01-01, day 0 of [`Cell::Date`] and [`KeyPart::Date`].
+pub(crate) fn epoch() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
 }
 
 fn type_name(field_type: &FieldType) -> &'static str {
@@ -521,7 +521,10 @@ mod tests {
         let write = row(&changes, 1).write.unwrap();
         assert_eq!(write[&1], FieldChange::Add(Amount::Int(3)));
         assert_eq!(write[&2], FieldChange::Add(Amount::Decimal(Decimal::from_str("11.005").unwrap())));
-        assert_eq!(row(&changes, 2).write.unwrap()[&2], FieldChange::Set(Json::String("3.75".into())));
+        assert_eq!(
+            row(&changes, 2).write.unwrap()[&2],
+            FieldChange::Set(Cell::Decimal(Decimal::from_str("3.75").unwrap()))
+        );
     }
 
     #[test]
@@ -535,7 +538,7 @@ mod tests {
         let mut expected = BTreeMap::new();
         expected.insert("SHIPPED".to_string(), Decimal::ONE);
         assert_eq!(row(&changes, 1).write.unwrap()[&4], FieldChange::Add(Amount::Counts(expected.clone())));
-        assert_eq!(amount_json(&Amount::Counts(expected)).to_string(), r#"{"SHIPPED":1}"#);
+        assert_eq!(counts_document(&expected).to_string(), r#"{"SHIPPED":1}"#);
     }
 
     #[test]
@@ -554,16 +557,26 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_dates_and_timestamps_are_refused() {
+        assert_eq!(
+            to_cell(&FieldType::Date, &Value::Date(i32::MAX)),
+            Err(format!("date {} days is out of range", i32::MAX))
+        );
+        assert!(to_cell(&FieldType::Timestamp, &Value::Timestamp(i64::MAX)).unwrap_err().contains("out of range"));
+        assert_eq!(to_cell(&FieldType::Date, &Value::Date(20_412)), Ok(Cell::Date(20_412)));
+    }
+
+    #[test]
     fn text_postgresql_cannot_store_is_refused() {
         let refused = "text contains a NUL character (U+0000) at byte 1, which PostgreSQL cannot store";
-        assert_eq!(to_json(&FieldType::Text, &Value::Text("a\0b".into())), Err(refused.to_string()));
+        assert_eq!(to_cell(&FieldType::Text, &Value::Text("a\0b".into())), Err(refused.to_string()));
         let document = Value::Json(r#"{"a": ["x", "y\u0000"]}"#.into());
-        assert_eq!(to_json(&FieldType::Json, &document), Err(refused.to_string()));
+        assert_eq!(to_cell(&FieldType::Json, &document), Err(refused.to_string()));
         let member = Value::Json(r#"{"k\u0000": 1}"#.into());
-        assert_eq!(to_json(&FieldType::Json, &member), Err(refused.to_string()));
+        assert_eq!(to_cell(&FieldType::Json, &member), Err(refused.to_string()));
         let list = Value::List(vec![crate::contract::Scalar::Text("z\0".into())]);
-        assert!(to_json(&FieldType::List(ScalarType::Text), &list).unwrap_err().contains("NUL"));
-        assert_eq!(to_json(&FieldType::Text, &Value::Text("fine".into())), Ok(Json::String("fine".into())));
+        assert!(to_cell(&FieldType::List(ScalarType::Text), &list).unwrap_err().contains("NUL"));
+        assert_eq!(to_cell(&FieldType::Text, &Value::Text("fine".into())), Ok(Cell::Text("fine".into())));
     }
 
     #[test]
@@ -594,28 +607,5 @@ mod tests {
             assert!(err.starts_with("operation 1: "), "{err}");
         }
         assert!(changes.is_empty(), "a failed event adds nothing");
-    }
-
-    #[test]
-    fn values_take_their_column_json_form() {
-        assert_eq!(
-            to_json(&FieldType::Timestamp, &Value::Timestamp(1_763_629_200_123_000)).unwrap(),
-            Json::String("2025-11-20T09:00:00.123000Z".into())
-        );
-        assert_eq!(to_json(&FieldType::Date, &Value::Date(20_412)).unwrap(), Json::String("2025-11-20".into()));
-        assert_eq!(
-            to_json(&FieldType::Decimal, &Value::Decimal("116.80".into())).unwrap(),
-            Json::String("116.80".into())
-        );
-        assert_eq!(
-            to_json(&FieldType::Json, &Value::Json(r#"{"p":8.90}"#.into())).unwrap().to_string(),
-            r#"{"p":8.90}"#
-        );
-        assert_eq!(to_json(&FieldType::Float, &Value::Float(f64::NAN)).unwrap(), Json::String("NaN".into()));
-        assert_eq!(
-            to_json(&FieldType::List(ScalarType::Text), &Value::List(vec![crate::contract::Scalar::Text("a".into())]))
-                .unwrap(),
-            serde_json::json!(["a"])
-        );
     }
 }

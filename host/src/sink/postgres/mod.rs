@@ -5,6 +5,7 @@
 //! a projection is live.
 
 pub mod ddl;
+mod encode;
 pub mod letters;
 mod write;
 

@@ -17,8 +17,9 @@ use sqlx::types::Json as SqlJson;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::ddl::{ident, qualified};
+use super::encode::{amount_json, cell_json, key_json};
 use super::letters;
-use crate::changeset::{amount_json, key_json, Changeset, FieldChange, Key, RowChange};
+use crate::changeset::{Changeset, FieldChange, Key, RowChange};
 use crate::contract::{Collection, Event, FieldType};
 use crate::sink::{Letter, PartitionProgress, SinkError};
 use crate::spec::{CollectionInfo, Spec};
@@ -315,7 +316,7 @@ async fn write_rows(
         let mut object = key_object(key);
         for (&position, change) in write {
             let value = match change {
-                FieldChange::Set(json) => json.clone(),
+                FieldChange::Set(cell) => cell_json(cell),
                 FieldChange::Add(amount) => amount_json(amount),
             };
             object.insert(collection.fields[position].name.clone(), value);
