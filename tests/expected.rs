@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
-use projector::demo::DemoRecord;
+use projector_demo::DemoRecord;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Map, Value as Json};
 

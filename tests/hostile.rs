@@ -148,7 +148,7 @@ fn hostile_plugins_fail_their_own_calls_within_the_deadline() {
     let runtime = Runtime::new(runtime_limits(), None).unwrap();
     let hostile = Arc::new(runtime.load(&std::fs::read(MISBEHAVING).unwrap()).unwrap());
     let neighbour = runtime.load(&std::fs::read(ORDER_SUMMARIES).unwrap()).unwrap();
-    let events = events_of(&projector::demo::generate(600, 5));
+    let events = events_of(&projector_demo::generate(600, 5));
     // The behaviour, and the failure class it must end in.
     let corpus = [
         ("Spin", "infinite loop", "fuel"),

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use projector::config::KafkaConfig;
-use projector::demo::DemoRecord;
+use projector::source::kafka::client_config;
+use projector_demo::DemoRecord;
 use serde_json::Value as Json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
@@ -180,13 +181,23 @@ pub fn kafka(topic: &str) -> KafkaConfig {
 /// Creates a topic with `partitions` partitions.
 pub async fn create_topic(prefix: &str, partitions: i32) -> String {
     let topic = unique(prefix).replace('_', "-");
-    projector::demo::create_topic(&kafka(&topic), &topic, partitions).await.unwrap();
+    create_topic_on(&kafka(&topic), &topic, partitions).await.unwrap();
     topic
+}
+
+/// Creates `topic` on the brokers of `kafka` (no error when it exists).
+pub async fn create_topic_on(kafka: &KafkaConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    projector_demo::create_topic(&client_config(kafka), topic, partitions).await
 }
 
 /// Publishes records; returns the last offset per partition.
 pub async fn publish(topic: &str, records: &[DemoRecord]) -> BTreeMap<i32, i64> {
-    projector::demo::publish(&kafka(topic), records).await.unwrap()
+    publish_on(&kafka(topic), records).await.unwrap()
+}
+
+/// Publishes records to the topic and brokers of `kafka`.
+pub async fn publish_on(kafka: &KafkaConfig, records: &[DemoRecord]) -> anyhow::Result<BTreeMap<i32, i64>> {
+    projector_demo::publish(&client_config(kafka), &kafka.topic, records).await
 }
 
 /// The records of `shared/events/samples.jsonl` (copied into the repository).

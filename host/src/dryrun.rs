@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-use serde_json::{json, Value as Json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use utoipa::ToSchema;
 
 use crate::changeset::Changeset;
-use crate::contract::{Event, Header};
+use crate::contract::{Event, Header, Operation, ProjectionSpec};
 use crate::runtime::{Plugin, StateOverlay};
 
 /// One sample event, in the `samples.jsonl` shape: `{"key", "headers", "value"}`, optionally
@@ -58,10 +59,54 @@ pub fn events(topic: &str, samples: Vec<SampleEvent>) -> Vec<Event> {
 
 /// What a dry run found: per event its operations or error, checked against the declaration.
 pub struct Outcome {
-    /// `{"projection": {...}, "results": [{"at", "operations"?, "error"?}]}`.
-    pub report: Json,
+    /// The report the admin API and `projector check` show.
+    pub report: Report,
     /// How many events have an error (the plugin's, or operations the declaration refuses).
     pub errors: usize,
+}
+
+/// A dry run's report (`POST /admin/dry-run`, `projector check`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Report {
+    /// The projection the component declares.
+    pub projection: Declared,
+    /// One result per event, in order.
+    pub results: Vec<EventResult>,
+}
+
+/// The declaration of the component run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Declared {
+    /// Projection name.
+    pub name: String,
+    /// Declared version.
+    pub version: u32,
+    /// The declaration, as the component returned it.
+    #[schema(value_type = Object)]
+    pub spec: ProjectionSpec,
+}
+
+/// What one event produced.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventResult {
+    /// The event's coordinates.
+    pub at: At,
+    /// Its operations, when the plugin returned some (also when the declaration refuses them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub operations: Option<Vec<Operation>>,
+    /// The plugin's error, or `invalid operations: ...` when the declaration refuses them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An event's coordinates.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct At {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
 }
 
 /// Runs `plugin` over `events` with empty state that is discarded afterwards. Blocks (call it
@@ -71,28 +116,21 @@ pub fn run(plugin: &Plugin, events: &[Event]) -> anyhow::Result<Outcome> {
     let (results, _) = plugin.handle(events, state)?;
     let spec = plugin.spec();
     let mut changes = Changeset::new(spec);
-    let mut errors = 0;
-    let answers: Vec<Json> = events
+    let results: Vec<EventResult> = events
         .iter()
         .zip(results)
         .map(|(event, result)| {
-            let at = json!({"partition": event.partition, "offset": event.offset});
-            let answer = match result {
-                Err(message) => json!({"at": at, "error": message}),
-                Ok(operations) => match changes.apply(spec, &operations) {
-                    Ok(()) => json!({"at": at, "operations": operations}),
-                    Err(message) => {
-                        json!({"at": at, "operations": operations, "error": format!("invalid operations: {message}")})
-                    }
-                },
-            };
-            errors += usize::from(answer.get("error").is_some());
-            answer
+            let at = At { partition: event.partition, offset: event.offset };
+            match result {
+                Err(message) => EventResult { at, operations: None, error: Some(message) },
+                Ok(operations) => {
+                    let error = changes.apply(spec, &operations).err().map(|m| format!("invalid operations: {m}"));
+                    EventResult { at, operations: Some(operations), error }
+                }
+            }
         })
         .collect();
-    let report = json!({
-        "projection": {"name": spec.name(), "version": spec.version(), "spec": spec.raw()},
-        "results": answers,
-    });
-    Ok(Outcome { report, errors })
+    let errors = results.iter().filter(|r| r.error.is_some()).count();
+    let projection = Declared { name: spec.name().to_owned(), version: spec.version(), spec: spec.raw().clone() };
+    Ok(Outcome { report: Report { projection, results }, errors })
 }

@@ -14,7 +14,6 @@ pub mod app;
 pub mod changeset;
 pub mod config;
 pub mod contract;
-pub mod demo;
 pub mod dryrun;
 mod metrics;
 mod pipeline;

@@ -192,9 +192,10 @@ async fn main() -> anyhow::Result<()> {
             projector::app::run(config, cancel).await
         }
         Command::ProduceDemo { orders, seed } => {
-            let records = projector::demo::generate(orders, seed);
+            let records = projector_demo::generate(orders, seed);
             let started = Instant::now();
-            let last = projector::demo::publish(&config.kafka, &records).await?;
+            let client = projector::source::kafka::client_config(&config.kafka);
+            let last = projector_demo::publish(&client, &config.kafka.topic, &records).await?;
             let elapsed = started.elapsed().as_secs_f64();
             println!(
                 "Published {} events of {orders} orders to {} in {elapsed:.1} s.",
@@ -207,7 +208,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateTopic { partitions } => {
-            projector::demo::create_topic(&config.kafka, &config.kafka.topic, partitions).await?;
+            let client = projector::source::kafka::client_config(&config.kafka);
+            projector_demo::create_topic(&client, &config.kafka.topic, partitions).await?;
             println!("Topic {} ready.", config.kafka.topic);
             Ok(())
         }
@@ -247,7 +249,6 @@ fn precompile(cache_dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn projections(client: &command::cli::Client, action: ProjectionsAction) -> anyhow::Result<()> {
-    let show = |body: serde_json::Value| println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
     match action {
         ProjectionsAction::Push { file, hot_swap, no_wait, on_poison } => {
             let body = client.push(&file, hot_swap, on_poison.as_deref()).await?;
@@ -266,15 +267,32 @@ async fn projections(client: &command::cli::Client, action: ProjectionsAction) -
                 client.follow(&name, body.deployment.id).await?;
             }
         }
-        ProjectionsAction::Rollback { name } => show(client.act(&name, "rollback").await?),
-        ProjectionsAction::Pause { name } => show(client.act(&name, "pause").await?),
-        ProjectionsAction::Resume { name } => show(client.act(&name, "resume").await?),
-        ProjectionsAction::Rm { name } => show(client.remove(&name).await?),
-        ProjectionsAction::Policy { name, on_poison } => show(client.set_policy(&name, &on_poison).await?),
-        ProjectionsAction::Skip { name, partition, offset } => show(client.skip(&name, partition, offset).await?),
+        ProjectionsAction::Rollback { name } => {
+            let body = client.rollback(&name).await?;
+            println!("{name}: {}; live: version {}, build {}", body.result, body.live.version, body.live.build);
+        }
+        ProjectionsAction::Pause { name } => println!("{name}: {}", client.steer(&name, "pause").await?.result),
+        ProjectionsAction::Resume { name } => println!("{name}: {}", client.steer(&name, "resume").await?.result),
+        ProjectionsAction::Rm { name } => {
+            let body = client.remove(&name).await?;
+            println!("{name}: {}; consumer groups deleted: {}", body.result, body.consumer_groups.join(", "));
+        }
+        ProjectionsAction::Policy { name, on_poison } => {
+            let body = client.set_policy(&name, &on_poison).await?;
+            println!("{name}: on_poison = {}", body.on_poison.as_str());
+        }
+        ProjectionsAction::Skip { name, partition, offset } => {
+            let body = client.skip(&name, partition, offset).await?;
+            let d = &body.deployment;
+            println!(
+                "{name}: {} partition {partition} offset {offset} (version {}, build {})",
+                body.result, d.version, d.build
+            );
+        }
         ProjectionsAction::DeadLetters { name, pending } => client.dead_letters(&name, pending).await?,
         ProjectionsAction::Redrive { name, partition, offset } => {
-            show(client.redrive(&name, partition.zip(offset)).await?)
+            let body = client.redrive(&name, partition.zip(offset)).await?;
+            println!("{name}: {} {} dead letter(s)", body.result, body.requested);
         }
     }
     Ok(())

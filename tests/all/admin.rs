@@ -108,7 +108,7 @@ async fn a_component_that_does_not_compile_in_time_is_refused() {
 async fn a_pushed_plugin_goes_live_with_the_full_history_without_a_restart() {
     let db = TestDb::create("hotload").await;
     let topic = create_topic("hotload", 6).await;
-    let records = projector::demo::generate(28_000, 21);
+    let records = projector_demo::generate(28_000, 21);
     assert!(records.len() >= 100_000, "{} events", records.len());
     publish(&topic, &records).await;
     let config = HostConfig::new("hotload", &db.url, &topic, &[]);
@@ -142,7 +142,7 @@ async fn a_pushed_plugin_goes_live_with_the_full_history_without_a_restart() {
 async fn a_new_version_swaps_without_a_gap_and_rolls_back() {
     let db = TestDb::create("bluegreen").await;
     let topic = create_topic("bluegreen", 6).await;
-    let records = projector::demo::generate(12_000, 31);
+    let records = projector_demo::generate(12_000, 31);
     publish(&topic, &records).await;
     let config = HostConfig::new("bluegreen", &db.url, &topic, &[ORDER_SUMMARIES]);
     let _host = Host::start(&config);
@@ -193,7 +193,7 @@ async fn a_new_version_swaps_without_a_gap_and_rolls_back() {
     assert_rows_eq("order_summaries v2", &v2_rows, &model.summaries());
 
     // Version 1 keeps consuming on standby: events published now reach it too.
-    let more = projector::demo::generate(500, 32);
+    let more = projector_demo::generate(500, 32);
     publish(&topic, &more).await;
     wait_caught_up(&db, &topic, 1, Duration::from_secs(120)).await;
     let (status, body) = api.post("/admin/projections/order-summaries/rollback").await;
@@ -218,7 +218,7 @@ async fn a_new_version_swaps_without_a_gap_and_rolls_back() {
 async fn a_restart_resumes_every_projection_from_its_offsets() {
     let db = TestDb::create("resume").await;
     let topic = create_topic("resume", 6).await;
-    let first = projector::demo::generate(3_000, 41);
+    let first = projector_demo::generate(3_000, 41);
     publish(&topic, &first).await;
     let config = HostConfig::new("resume", &db.url, &topic, &EXAMPLE_PLUGINS);
     let host = Host::start(&config);
@@ -230,7 +230,7 @@ async fn a_restart_resumes_every_projection_from_its_offsets() {
         .unwrap();
     let applied_before = count(&db, "SELECT sum(next_offset)::bigint FROM proj_order_summaries_v1._offsets").await;
 
-    let second = projector::demo::generate(1_000, 42);
+    let second = projector_demo::generate(1_000, 42);
     publish(&topic, &second).await;
     // No plugin directory this time: everything comes from the registry.
     std::fs::remove_dir_all(config.dir.join("plugins")).unwrap();
@@ -258,7 +258,7 @@ async fn a_restart_resumes_every_projection_from_its_offsets() {
 async fn two_instances_share_partitions_and_see_uploads_within_seconds() {
     let db = TestDb::create("cluster").await;
     let topic = create_topic("cluster", 6).await;
-    let records = projector::demo::generate(8_000, 51);
+    let records = projector_demo::generate(8_000, 51);
     publish(&topic, &records).await;
     let a = HostConfig::new("cluster-a", &db.url, &topic, &[]);
     let prefix = a.env.iter().find(|(k, _)| k == "PROJECTOR_KAFKA__GROUP_PREFIX").unwrap().1.clone();
@@ -285,7 +285,7 @@ async fn two_instances_share_partitions_and_see_uploads_within_seconds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let more = projector::demo::generate(3_000, 52);
+    let more = projector_demo::generate(3_000, 52);
     publish(&topic, &more).await;
     wait_caught_up(&db, &topic, 1, Duration::from_secs(180)).await;
     let all: Vec<_> = records.iter().chain(&more).cloned().collect();
@@ -329,7 +329,7 @@ async fn two_instances_share_partitions_and_see_uploads_within_seconds() {
 async fn hot_swap_pause_resume_and_remove() {
     let db = TestDb::create("steer").await;
     let topic = create_topic("steer", 3).await;
-    let records = projector::demo::generate(1_000, 61);
+    let records = projector_demo::generate(1_000, 61);
     publish(&topic, &records).await;
     let config = HostConfig::new("steer", &db.url, &topic, &[ORDER_SUMMARIES]);
     let _host = Host::start(&config);
@@ -355,7 +355,7 @@ async fn hot_swap_pause_resume_and_remove() {
     let (status, _) = api.post("/admin/projections/order-summaries/pause").await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let more = projector::demo::generate(300, 62);
+    let more = projector_demo::generate(300, 62);
     publish(&topic, &more).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let paused = api.deployments("order-summaries").await[0].clone();
@@ -420,7 +420,7 @@ async fn a_dry_run_shows_operations_and_stores_nothing() {
 async fn the_cli_lists_rebuilds_rolls_back_and_removes() {
     let db = TestDb::create("cli").await;
     let topic = create_topic("cli", 3).await;
-    let records = projector::demo::generate(2_000, 71);
+    let records = projector_demo::generate(2_000, 71);
     publish(&topic, &records).await;
     let config = HostConfig::new("cli", &db.url, &topic, &[ORDER_SUMMARIES]);
     let _host = Host::start(&config);
@@ -572,7 +572,7 @@ async fn wait_failed(api: &Api, name: &str, id: i64, timeout: Duration) -> Value
 async fn a_live_projection_that_fails_keeps_serving_flagged_and_can_be_hot_swapped() {
     let db = TestDb::create("failedlive").await;
     let topic = create_topic("failedlive", 1).await;
-    let record = |i: usize, kind: &str| projector::demo::DemoRecord {
+    let record = |i: usize, kind: &str| projector_demo::DemoRecord {
         key: format!("k{i:02}"),
         headers: vec![],
         value: json!({"type": kind}),
@@ -648,7 +648,7 @@ async fn a_live_projection_that_fails_keeps_serving_flagged_and_can_be_hot_swapp
 async fn a_failed_serving_deployment_rolls_back_to_its_standby() {
     let db = TestDb::create("failedroll").await;
     let topic = create_topic("failedroll", 2).await;
-    let records = projector::demo::generate(300, 41);
+    let records = projector_demo::generate(300, 41);
     publish(&topic, &records).await;
     let config = HostConfig::new("failedroll", &db.url, &topic, &[ORDER_SUMMARIES]);
     let _host = Host::start(&config);
@@ -696,7 +696,7 @@ async fn a_failed_serving_deployment_rolls_back_to_its_standby() {
 async fn removed_stays_removed_promotion_moves_forward_and_dependent_views_are_explained() {
     let db = TestDb::create("edges").await;
     let topic = create_topic("edges", 2).await;
-    let records = projector::demo::generate(400, 71);
+    let records = projector_demo::generate(400, 71);
     publish(&topic, &records).await;
     let config = HostConfig::new("edges", &db.url, &topic, &[ORDER_SUMMARIES]);
     let host = Host::start(&config);

@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use projector::demo::DemoRecord;
+use projector_demo::DemoRecord;
 use projector_tests::host::{Host, HostConfig};
 use projector_tests::postgres::{OwnServer, Stop};
 use projector_tests::*;
@@ -328,7 +328,7 @@ async fn clean_run(topic: &str, catch_up: Duration) -> TestDb {
 async fn sigkills_and_postgres_restarts_lose_and_double_nothing() {
     let soak = Soak::from_env();
     let started = Instant::now();
-    let records = projector::demo::generate(soak.orders, 7);
+    let records = projector_demo::generate(soak.orders, 7);
     eprintln!(
         "soak: {} kills over {} orders ({} events), seed {:#x} \
          (PROJECTOR_SOAK_KILLS, PROJECTOR_SOAK_ORDERS, PROJECTOR_SOAK_SEED)",

@@ -81,7 +81,7 @@ async fn samples_project_to_the_hand_computed_rows() {
 async fn generated_stream_matches_the_model() {
     let db = TestDb::create("generated").await;
     let topic = create_topic("generated", 6).await;
-    let records = projector::demo::generate(5_000, 42);
+    let records = projector_demo::generate(5_000, 42);
     assert!(records.len() > 15_000, "{} events", records.len());
     publish(&topic, &records).await;
     let host = Host::start(&HostConfig::new("generated", &db.url, &topic, &EXAMPLE_PLUGINS));
@@ -100,7 +100,7 @@ async fn generated_stream_matches_the_model() {
 async fn dropping_storage_and_offsets_replays_to_identical_rows() {
     let db = TestDb::create("replay").await;
     let topic = create_topic("replay", 6).await;
-    let records = projector::demo::generate(2_000, 5);
+    let records = projector_demo::generate(2_000, 5);
     publish(&topic, &records).await;
     let config = HostConfig::new("replay", &db.url, &topic, &EXAMPLE_PLUGINS);
     let host = Host::start(&config);
@@ -129,7 +129,7 @@ async fn dropping_storage_and_offsets_replays_to_identical_rows() {
 async fn sigterm_stops_gracefully_and_a_restart_resumes() {
     let db = TestDb::create("sigterm").await;
     let topic = create_topic("sigterm", 6).await;
-    let records = projector::demo::generate(6_000, 11);
+    let records = projector_demo::generate(6_000, 11);
     publish(&topic, &records).await;
     let config = HostConfig::new("sigterm", &db.url, &topic, &EXAMPLE_PLUGINS)
         .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");

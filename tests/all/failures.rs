@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use projector::demo::DemoRecord;
+use projector_demo::DemoRecord;
 use projector_tests::broker::Broker;
 use projector_tests::host::{Host, HostConfig};
 use projector_tests::*;
@@ -78,7 +78,7 @@ async fn a_malformed_event_stops_the_projection_at_that_offset() {
 async fn database_connections_dropped_mid_stream_lose_and_double_nothing() {
     let db = TestDb::create("pgdrop").await;
     let topic = create_topic("pgdrop", 4).await;
-    let records = projector::demo::generate(4_000, 17);
+    let records = projector_demo::generate(4_000, 17);
     let config = HostConfig::new("pgdrop", &db.url, &topic, &EXAMPLE_PLUGINS)
         .with("PROJECTOR_PIPELINE__MAX_BATCH_EVENTS", "200");
     let mut host = Host::start(&config);
@@ -178,7 +178,7 @@ pub(crate) async fn failure_of(db: &TestDb, name: &str, host: &Host) -> (String,
 async fn a_nul_byte_in_a_key_fails_only_the_projection_that_stores_it() {
     let db = TestDb::create("nulkey").await;
     let topic = create_topic("nulkey", 1).await;
-    let mut records = projector::demo::generate(200, 31);
+    let mut records = projector_demo::generate(200, 31);
     let at = records.len() / 2;
     records
         .insert(at, DemoRecord { key: "ord-nul-\u{0}-1".into(), headers: vec![], value: json!({"type": "Mystery"}) });
@@ -318,10 +318,10 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_and_doubles_nothing() {
     let mut broker = Broker::start(&dir);
     let topic = "order-events";
     let kafka = broker.kafka(topic);
-    projector::demo::create_topic(&kafka, topic, 3).await.unwrap();
-    let records = projector::demo::generate(8_000, 23);
+    projector_tests::create_topic_on(&kafka, topic, 3).await.unwrap();
+    let records = projector_demo::generate(8_000, 23);
     let (first, second) = records.split_at(records.len() * 3 / 4);
-    projector::demo::publish(&kafka, first).await.unwrap();
+    projector_tests::publish_on(&kafka, first).await.unwrap();
 
     let db = TestDb::create("broker_down").await;
     let config = HostConfig::new("broker-down", &db.url, topic, &EXAMPLE_PLUGINS)
@@ -335,7 +335,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_and_doubles_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(host.running(), "the host died with the broker: {}", host.log_tail());
     broker.restart();
-    projector::demo::publish(&kafka, second).await.unwrap();
+    projector_tests::publish_on(&kafka, second).await.unwrap();
 
     wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(180)).await;
     assert!(host.running(), "{}", host.log_tail());

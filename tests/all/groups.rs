@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use projector::config::KafkaConfig;
-use projector::demo::DemoRecord;
+use projector_demo::DemoRecord;
 use projector_tests::broker::{self, Broker};
 use projector_tests::host::{Host, HostConfig, READ_TOKEN};
 use projector_tests::*;
@@ -35,7 +35,7 @@ fn publish_steadily(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         for slice in records.chunks(records.len().div_ceil(chunks)) {
-            projector::demo::publish(&kafka, slice).await.unwrap();
+            projector_tests::publish_on(&kafka, slice).await.unwrap();
             tokio::time::sleep(pause).await;
         }
     })
@@ -94,7 +94,7 @@ async fn stream(
 ) -> (TestDb, String, Vec<DemoRecord>, Vec<DemoRecord>) {
     let db = TestDb::create(name).await;
     let topic = create_topic(name, 6).await;
-    let records = projector::demo::generate(orders, seed);
+    let records = projector_demo::generate(orders, seed);
     let rest = records[records.len() / share..].to_vec();
     publish(&topic, &records[..records.len() / share]).await;
     (db, topic, records, rest)
@@ -264,12 +264,12 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
     let broker = Broker::start(&dir);
     let topic = "order-events";
     let kafka = broker.kafka(topic);
-    projector::demo::create_topic(&kafka, topic, 6).await.unwrap();
-    let records = projector::demo::generate(8_000, 64);
+    projector_tests::create_topic_on(&kafka, topic, 6).await.unwrap();
+    let records = projector_demo::generate(8_000, 64);
     let (first, second) = records.split_at(records.len() / 2);
-    projector::demo::publish(&kafka, first).await.unwrap();
+    projector_tests::publish_on(&kafka, first).await.unwrap();
     let probe = KafkaConfig { topic: "probe".into(), ..kafka.clone() };
-    projector::demo::create_topic(&probe, "probe", 1).await.unwrap();
+    projector_tests::create_topic_on(&probe, "probe", 1).await.unwrap();
 
     let db = TestDb::create("frozen_broker").await;
     let config = HostConfig::new("frozen-broker", &db.url, topic, &EXAMPLE_PLUGINS)
@@ -288,7 +288,7 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
     assert!(host.running(), "{}", host.log_tail());
     assert!(at_freeze < first.len() as i64, "the freeze came after everything was applied");
     wait_writable(&probe, &first[..1]).await;
-    projector::demo::publish(&kafka, second).await.unwrap();
+    projector_tests::publish_on(&kafka, second).await.unwrap();
 
     wait_caught_up_on(&db, &kafka, 3, Duration::from_secs(120)).await;
     assert!(host.running(), "{}", host.log_tail());
@@ -302,7 +302,7 @@ async fn a_silent_coordinator_does_not_leave_a_consumer_stuck() {
 async fn wait_writable(probe: &KafkaConfig, record: &[DemoRecord]) {
     broker::wait_for_metadata(&probe.brokers, Duration::from_secs(60));
     for attempt in 1.. {
-        match projector::demo::publish(probe, record).await {
+        match projector_tests::publish_on(probe, record).await {
             Ok(_) => return,
             Err(e) if attempt < 4 => eprintln!("the thawed broker refused a write ({e}); trying again"),
             Err(e) => panic!("the thawed broker still refuses writes: {e}"),
@@ -316,7 +316,7 @@ async fn wait_writable(probe: &KafkaConfig, record: &[DemoRecord]) {
 async fn kafka_s_consumer_group_tool_sees_our_offsets_and_lag() {
     let db = TestDb::create("group_tool").await;
     let topic = create_topic("group-tool", 6).await;
-    let records = projector::demo::generate(2_000, 65);
+    let records = projector_demo::generate(2_000, 65);
     let ends = publish(&topic, &records).await;
     let config = HostConfig::new("group-tool", &db.url, &topic, &[ORDER_SUMMARIES]);
     let host = Host::start(&config);
@@ -378,10 +378,10 @@ async fn a_consumer_left_without_partitions_by_a_silent_coordinator_is_reported_
         topic: topic.into(),
         ..Default::default()
     };
-    projector::demo::create_topic(&kafka, topic, 3).await.unwrap();
-    let records = projector::demo::generate(3_000, 66);
+    projector_tests::create_topic_on(&kafka, topic, 3).await.unwrap();
+    let records = projector_demo::generate(3_000, 66);
     let (first, second) = records.split_at(records.len() / 2);
-    projector::demo::publish(&kafka, first).await.unwrap();
+    projector_tests::publish_on(&kafka, first).await.unwrap();
 
     let db = TestDb::create("silent_coordinator").await;
     let config = HostConfig::new("silent-coordinator", &db.url, topic, &[ORDER_SUMMARIES])
@@ -399,7 +399,7 @@ async fn a_consumer_left_without_partitions_by_a_silent_coordinator_is_reported_
         assert!(silenced.elapsed() < SESSION * 3, "the session did not time out: {}", host.log_tail());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    projector::demo::publish(&kafka, second).await.unwrap();
+    projector_tests::publish_on(&kafka, second).await.unwrap();
     let api = projector_tests::api::Api::of(&config);
     let consumer = loop {
         let deployments = api.deployments("order-summaries").await;

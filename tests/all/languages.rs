@@ -149,7 +149,7 @@ async fn scaffolded_plugins_build_pass_their_tests_and_go_live() {
 #[tokio::test(flavor = "multi_thread")]
 async fn order_summaries_are_identical_in_rust_python_and_javascript() {
     let mut records = samples();
-    records.extend(projector::demo::generate(1_500, 61));
+    records.extend(projector_demo::generate(1_500, 61));
     let topic = create_topic("languages", 4).await;
     publish(&topic, &records).await;
     let mut running = Vec::new();
@@ -226,7 +226,7 @@ async fn customer_ltv_in_python_and_sku_sales_in_javascript_give_exact_read_mode
     assert_rows_eq("customer_ltv (samples, model)", &db.json_rows(CUSTOMER_LTV_SQL).await, &customers);
     assert_rows_eq("sku_sales (samples, model)", &db.json_rows(SKU_SALES_SQL).await, &skus);
 
-    let generated = projector::demo::generate(2_000, 71);
+    let generated = projector_demo::generate(2_000, 71);
     publish(&topic, &generated).await;
     records.extend(generated);
     wait_caught_up(&db, &topic, 2, Duration::from_secs(300)).await;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use projector::demo::DemoRecord;
+use projector_demo::DemoRecord;
 use projector_tests::api::Api;
 use projector_tests::host::{binary, Host, HostConfig, ADMIN_TOKEN};
 use projector_tests::*;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use projector::demo::DemoRecord;
+use projector_demo::DemoRecord;
 use projector_tests::host::{Host, HostConfig, ADMIN_TOKEN, READ_TOKEN};
 use projector_tests::*;
 use reqwest::StatusCode;
@@ -159,7 +159,7 @@ async fn search_finds_exactly_the_expected_orders() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paging_visits_every_hit_once() {
-    let records = projector::demo::generate(600, 81);
+    let records = projector_demo::generate(600, 81);
     let (db, _topic, _config, _host, api) = start("paging", &records).await;
     for (filter, order) in [
         ("status=SHIPPED&sort=total", "total, order_id"),

@@ -169,7 +169,7 @@ fn limits() -> Limits {
 }
 
 fn main() {
-    let records = projector::demo::generate(ORDERS, 99);
+    let records = projector_demo::generate(ORDERS, 99);
     let events = projector_tests::events_of(&records);
     let native_events = sdk_events(&events);
     let runtimes = MODES.map(|mode| Runtime::with_interruption(limits(), None, mode).unwrap());

@@ -3,13 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::{Extension, Json};
-use serde_json::{json, Value};
-
 use super::views::{
-    ConsumerView, DeploymentAction, DeploymentView, LastError, LetterCounts, ProjectionList, ProjectionView, RolledBack,
+    ConsumerView, DeadLetterList, DeadLetterView, DeploymentAction, DeploymentView, LastError, LetterCounts, PolicySet,
+    ProjectionList, ProjectionView, Redriving, Removed, RolledBack, Steered,
 };
 use super::{ApiError, Caller};
 use crate::registry::{Component, Created, Deployment, Status};
@@ -17,6 +13,9 @@ use crate::sink::postgres::letters;
 use crate::source::kafka::client_config;
 use crate::spec::Spec;
 use crate::supervisor::Shared;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 
 /// The state shown for a deployment: its status, or `paused`.
 fn state(d: &Deployment) -> String {
@@ -175,18 +174,18 @@ pub(super) async fn rollback(
 
 /// `POST /admin/projections/{name}/pause`.
 #[utoipa::path(post, path = "/admin/projections/{name}/pause", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
-    responses((status = 200, description = "Every deployment of the projection stops consuming; reads go on, flagged stale as lag grows"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub(super) async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, body = Steered, description = "`paused`: every deployment of the projection stops consuming; reads go on, flagged stale as lag grows"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+pub(super) async fn pause(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Steered>, ApiError> {
     shared.registry.set_paused(&name, true).await?;
-    Ok(Json(json!({"result": "paused", "name": name})))
+    Ok(Json(Steered { result: "paused".into(), name }))
 }
 
 /// `POST /admin/projections/{name}/resume`.
 #[utoipa::path(post, path = "/admin/projections/{name}/resume", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
-    responses((status = 200, description = "Consuming again from the stored offsets"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
-pub(super) async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, body = Steered, description = "`resumed`: consuming again from the stored offsets"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+pub(super) async fn resume(State(shared): State<Shared>, Path(name): Path<String>) -> Result<Json<Steered>, ApiError> {
     shared.registry.set_paused(&name, false).await?;
-    Ok(Json(json!({"result": "resumed", "name": name})))
+    Ok(Json(Steered { result: "resumed".into(), name }))
 }
 
 /// An event's coordinates.
@@ -208,18 +207,18 @@ pub(super) struct Policy {
 /// `PUT /admin/projections/{name}/policy`: the projection's poison policy.
 #[utoipa::path(put, path = "/admin/projections/{name}/policy", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     request_body(content = String, content_type = "application/json", description = "`{on_poison: \"halt\" | \"dead-letter\"}`"),
-    responses((status = 200, description = "`{result: \"policy set\", name, on_poison}`: every deployment applies it from its next poison event"),
+    responses((status = 200, body = PolicySet, description = "Every deployment applies it from its next poison event"),
               (status = 400, description = "`invalid_policy`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub(super) async fn set_policy(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(policy): Json<Policy>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicySet>, ApiError> {
     let on_poison = super::upload::poison_policy(&policy.on_poison)?;
     shared.registry.set_poison(&name, on_poison).await?;
     tracing::info!(projection = %name, on_poison = on_poison.as_str(), by = %caller.name, "Poison policy set.");
-    Ok(Json(json!({"result": "policy set", "name": name, "on_poison": on_poison})))
+    Ok(Json(PolicySet { result: "policy set".into(), name, on_poison }))
 }
 
 /// `POST /admin/projections/{name}/skip`: moves a deployment halted at one event past it.
@@ -253,40 +252,40 @@ pub(super) struct LetterQuery {
     params(("name" = String, Path, description = "Projection name"), ("pending" = Option<bool>, Query, description = "Only those not re-driven"),
            ("limit" = Option<i64>, Query, description = "At most this many per deployment (default 100, at most 1000)")),
     security(("bearer" = [])),
-    responses((status = 200, description = "`{name, dead_letters: [{deployment, version, build, partition, offset, event: {key, value, headers, timestamp_ms} | null, error, reason, recorded_by_build, recorded_by, recorded_at, redrive_requested_at, attempts, last_redrive_error, redriven_at, redriven_by_sha256}]}`, in offset order per partition"),
+    responses((status = 200, body = DeadLetterList, description = "Every deployment's dead letters, in offset order per partition"),
               (status = 401, description = "No or unknown token"), (status = 404, description = "No such projection")))]
 pub(super) async fn dead_letters(
     State(shared): State<Shared>,
     Path(name): Path<String>,
     axum::extract::Query(query): axum::extract::Query<LetterQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let mut all = Vec::new();
+    let mut dead_letters = Vec::new();
     for d in shared.registry.of(&name).await? {
-        for mut letter in
-            letters::list(shared.database.pool(), &d.schema, query.pending, limit).await.map_err(ApiError::internal)?
-        {
-            letter["deployment"] = json!(d.id);
-            letter["version"] = json!(d.version);
-            letter["build"] = json!(d.build);
-            all.push(letter);
-        }
+        let stored =
+            letters::list(shared.database.pool(), &d.schema, query.pending, limit).await.map_err(ApiError::internal)?;
+        dead_letters.extend(stored.into_iter().map(|letter| DeadLetterView {
+            deployment: d.id,
+            version: d.version,
+            build: d.build,
+            letter,
+        }));
     }
-    Ok(Json(json!({"name": name, "dead_letters": all})))
+    Ok(Json(DeadLetterList { name, dead_letters }))
 }
 
 /// `POST /admin/projections/{name}/dead-letters/redrive`: applies dead letters through the
 /// current build.
 #[utoipa::path(post, path = "/admin/projections/{name}/dead-letters/redrive", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
     request_body(content = String, content_type = "application/json", description = "Optional `{partition, offset}`: only that dead letter; without a body, every pending one"),
-    responses((status = 202, description = "`{result: \"redriving\", requested}`: each running deployment re-drives its own, in offset order per partition, through its current build, each applied once; one that fails again stays, with the new error and one more attempt"),
+    responses((status = 202, body = Redriving, description = "Each running deployment re-drives its own, in offset order per partition, through its current build, each applied once; one that fails again stays, with the new error and one more attempt"),
               (status = 404, description = "No such projection, or no such pending dead letter"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token")))]
 pub(super) async fn redrive(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Option<Json<At>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Redriving>), ApiError> {
     let at = body.map(|Json(at)| (at.partition, at.offset));
     let mut requested = 0;
     for d in shared.registry.of(&name).await?.iter().filter(|d| d.status.runs()) {
@@ -303,18 +302,18 @@ pub(super) async fn redrive(
         ));
     }
     tracing::info!(projection = %name, requested, by = %caller.name, "Dead letters re-drive requested.");
-    Ok((StatusCode::ACCEPTED, Json(json!({"result": "redriving", "requested": requested}))))
+    Ok((StatusCode::ACCEPTED, Json(Redriving { result: "redriving".into(), requested })))
 }
 
 /// `DELETE /admin/projections/{name}`: stops it everywhere and removes its views, schemas and
 /// consumer groups.
 #[utoipa::path(delete, path = "/admin/projections/{name}", tag = "projections", params(("name" = String, Path, description = "Projection name")), security(("bearer" = [])),
-    responses((status = 200, description = "`{result: \"removed\", name, consumer_groups}`"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+    responses((status = 200, body = Removed, description = "Stopped everywhere; its consumer groups are deleted in the background"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub(super) async fn remove(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     let groups = shared.registry.remove(&name).await?;
     tracing::info!(projection = %name, by = %caller.name, "Projection removed.");
     // Workers leave their groups within a reconcile interval; delete the groups after that,
@@ -323,7 +322,7 @@ pub(super) async fn remove(
     let wait = Duration::from_millis(shared.config.admin.reconcile_interval_ms * 3);
     let deleting = groups.clone();
     tokio::spawn(async move { delete_groups(kafka, deleting, wait).await });
-    Ok(Json(json!({"result": "removed", "name": name, "consumer_groups": groups})))
+    Ok(Json(Removed { result: "removed".into(), name, deployment: None, consumer_groups: groups }))
 }
 
 /// `DELETE /admin/projections/{name}/deployments/{id}`: removes one deployment that is not
@@ -331,19 +330,19 @@ pub(super) async fn remove(
 #[utoipa::path(delete, path = "/admin/projections/{name}/deployments/{id}", tag = "projections",
     params(("name" = String, Path, description = "Projection name"), ("id" = i64, Path, description = "Deployment id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "`{result: \"removed\", name, deployment, consumer_groups}`"), (status = 409, description = "The deployment is live"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
+    responses((status = 200, body = Removed, description = "Removed, with its schema; its consumer group is deleted in the background"), (status = 409, description = "The deployment is live"), (status = 401, description = "No or unknown token"), (status = 403, description = "Read-only token"), (status = 404, description = "No such projection")))]
 pub(super) async fn remove_deployment(
     State(shared): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path((name, id)): Path<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     let group = shared.registry.remove_deployment(&name, id).await?;
     tracing::info!(projection = %name, deployment = id, by = %caller.name, "Deployment removed.");
     let kafka = shared.config.kafka.clone();
     let wait = Duration::from_millis(shared.config.admin.reconcile_interval_ms * 3);
     let deleting = vec![group.clone()];
     tokio::spawn(async move { delete_groups(kafka, deleting, wait).await });
-    Ok(Json(json!({"result": "removed", "name": name, "deployment": id, "consumer_groups": [group]})))
+    Ok(Json(Removed { result: "removed".into(), name, deployment: Some(id), consumer_groups: vec![group] }))
 }
 
 async fn delete_groups(kafka: crate::config::KafkaConfig, groups: Vec<String>, wait: Duration) {

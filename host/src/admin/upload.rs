@@ -10,12 +10,11 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::Value as Json_;
 use sha2::{Digest, Sha256};
 
 use super::views::Uploaded;
 use super::{ApiError, Caller};
-use crate::dryrun::{self, SampleEvent};
+use crate::dryrun::{self, Report, SampleEvent};
 use crate::registry::{Component, Created, Poison};
 use crate::runtime::Plugin;
 use crate::supervisor::Shared;
@@ -248,10 +247,10 @@ pub(super) struct DryRun {
 #[utoipa::path(post, path = "/admin/dry-run", tag = "projections", security(("bearer" = [])),
     request_body(content = String, content_type = "application/json",
         description = "`{component: <base64 .wasm>, events: [{key, headers, value, partition?, offset?}]}`"),
-    responses((status = 200, description = "`{projection: {name, version, spec}, results: [{at: {partition, offset}, operations?, error?}]}`"),
+    responses((status = 200, body = Report, description = "Per event its operations or error, checked against the declaration"),
               (status = 400, description = "`invalid_request`"), (status = 401, description = "No or unknown token"),
               (status = 422, description = "The component is refused (same codes as an upload), or `plugin_failed`")))]
-pub(super) async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Json_>, ApiError> {
+pub(super) async fn dry_run(State(shared): State<Shared>, body: Body) -> Result<Json<Report>, ApiError> {
     let limit = shared.config.admin.max_upload_bytes() * 2 + (1 << 20);
     let bytes = read_limited(body, limit).await?;
     let request: DryRun = serde_json::from_slice(&bytes).map_err(|e| {

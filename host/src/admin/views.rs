@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::progress::PartitionPosition;
 use crate::registry::{Deployment, Poison};
+use crate::sink::postgres::letters::StoredLetter;
 use crate::status::Stall;
 
 /// `GET /admin/projections`.
@@ -147,4 +148,70 @@ pub struct Uploaded {
     pub result: String,
     /// The deployment the upload made, kept or changed.
     pub deployment: Deployment,
+}
+
+/// The answer to pausing (`paused`) or resuming (`resumed`) a projection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Steered {
+    /// What happened.
+    pub result: String,
+    /// The projection.
+    pub name: String,
+}
+
+/// The answer to setting a poison policy.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PolicySet {
+    /// `policy set`.
+    pub result: String,
+    /// The projection.
+    pub name: String,
+    /// The policy every deployment applies from its next poison event.
+    pub on_poison: Poison,
+}
+
+/// The answer to a re-drive request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Redriving {
+    /// `redriving`.
+    pub result: String,
+    /// Dead letters marked for a re-drive, over the running deployments.
+    pub requested: u64,
+}
+
+/// The answer to removing a projection, or one deployment of it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Removed {
+    /// `removed`.
+    pub result: String,
+    /// The projection.
+    pub name: String,
+    /// The deployment removed, when only one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<i64>,
+    /// Kafka consumer groups deleted in the background.
+    pub consumer_groups: Vec<String>,
+}
+
+/// `GET /admin/projections/{name}/dead-letters`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterList {
+    /// The projection.
+    pub name: String,
+    /// Per deployment, in offset order per partition.
+    pub dead_letters: Vec<DeadLetterView>,
+}
+
+/// One dead letter of one deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterView {
+    /// Registry id of the deployment.
+    pub deployment: i64,
+    /// Its declared version.
+    pub version: u32,
+    /// Its build.
+    pub build: u32,
+    /// The dead letter.
+    #[serde(flatten)]
+    pub letter: StoredLetter,
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
-use projector::admin::views::{DeploymentAction, ProjectionList, ProjectionView, Uploaded};
+use projector::admin::views::{
+    DeadLetterList, DeploymentAction, PolicySet, ProjectionList, ProjectionView, Redriving, Removed, RolledBack,
+    Steered, Uploaded,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -116,36 +119,47 @@ impl Client {
         decode(&path, self.post(&path).await?)
     }
 
-    /// Rolls back, pauses or resumes.
-    pub(crate) async fn act(&self, name: &str, action: &str) -> anyhow::Result<Value> {
-        self.post(&format!("/admin/projections/{name}/{action}")).await
+    /// Rolls back to the standby deployment.
+    pub(crate) async fn rollback(&self, name: &str) -> anyhow::Result<RolledBack> {
+        let path = format!("/admin/projections/{name}/rollback");
+        decode(&path, self.post(&path).await?)
+    }
+
+    /// Pauses (`pause`) or resumes (`resume`) every deployment of a projection.
+    pub(crate) async fn steer(&self, name: &str, action: &str) -> anyhow::Result<Steered> {
+        let path = format!("/admin/projections/{name}/{action}");
+        decode(&path, self.post(&path).await?)
     }
 
     /// Sets the poison policy.
-    pub(crate) async fn set_policy(&self, name: &str, on_poison: &str) -> anyhow::Result<Value> {
-        let url = format!("{}/admin/projections/{name}/policy", self.base);
-        self.send(self.http.put(url).json(&serde_json::json!({"on_poison": on_poison}))).await
+    pub(crate) async fn set_policy(&self, name: &str, on_poison: &str) -> anyhow::Result<PolicySet> {
+        let path = format!("/admin/projections/{name}/policy");
+        let request = self.http.put(format!("{}{path}", self.base)).json(&serde_json::json!({"on_poison": on_poison}));
+        decode(&path, self.send(request).await?)
     }
 
     /// Skips the event a deployment halted at.
-    pub(crate) async fn skip(&self, name: &str, partition: i32, offset: i64) -> anyhow::Result<Value> {
-        let url = format!("{}/admin/projections/{name}/skip", self.base);
-        self.send(self.http.post(url).json(&serde_json::json!({"partition": partition, "offset": offset}))).await
+    pub(crate) async fn skip(&self, name: &str, partition: i32, offset: i64) -> anyhow::Result<DeploymentAction> {
+        let path = format!("/admin/projections/{name}/skip");
+        let at = serde_json::json!({"partition": partition, "offset": offset});
+        decode(&path, self.send(self.http.post(format!("{}{path}", self.base)).json(&at)).await?)
     }
 
     /// Requests a re-drive of every pending dead letter, or of the one at `at`.
-    pub(crate) async fn redrive(&self, name: &str, at: Option<(i32, i64)>) -> anyhow::Result<Value> {
-        let request = self.http.post(format!("{}/admin/projections/{name}/dead-letters/redrive", self.base));
+    pub(crate) async fn redrive(&self, name: &str, at: Option<(i32, i64)>) -> anyhow::Result<Redriving> {
+        let path = format!("/admin/projections/{name}/dead-letters/redrive");
+        let request = self.http.post(format!("{}{path}", self.base));
         let request = match at {
             Some((partition, offset)) => request.json(&serde_json::json!({"partition": partition, "offset": offset})),
             None => request,
         };
-        self.send(request).await
+        decode(&path, self.send(request).await?)
     }
 
     /// Prints the dead letters as a table.
     pub(crate) async fn dead_letters(&self, name: &str, pending: bool) -> anyhow::Result<()> {
-        let body = self.get(&format!("/admin/projections/{name}/dead-letters?pending={pending}")).await?;
+        let list: DeadLetterList =
+            self.get_as(&format!("/admin/projections/{name}/dead-letters?pending={pending}")).await?;
         let mut table = comfy_table::Table::new();
         table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY).set_header([
             "version",
@@ -157,23 +171,29 @@ impl Client {
             "attempts",
             "error",
         ]);
-        for letter in body["dead_letters"].as_array().into_iter().flatten() {
-            let state = if !letter["redriven_at"].is_null() {
+        for view in list.dead_letters {
+            let letter = &view.letter;
+            let state = if letter.redriven_at.is_some() {
                 "re-driven"
-            } else if !letter["redrive_requested_at"].is_null() {
+            } else if letter.redrive_requested_at.is_some() {
                 "re-drive requested"
             } else {
                 "pending"
             };
-            let error = letter["last_redrive_error"].as_str().or(letter["error"].as_str()).unwrap_or_default();
+            let error = letter.last_redrive_error.as_deref().unwrap_or(&letter.error);
+            let key = match letter.event.as_ref().and_then(|e| e.key.as_ref()) {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
             table.add_row([
-                format!("{}.{}", letter["version"], letter["build"]),
-                letter["partition"].to_string(),
-                letter["offset"].to_string(),
-                letter["event"]["key"].as_str().unwrap_or_default().to_string(),
-                letter["reason"].as_str().unwrap_or_default().to_string(),
+                format!("{}.{}", view.version, view.build),
+                letter.partition.to_string(),
+                letter.offset.to_string(),
+                key,
+                letter.reason.clone(),
                 state.to_string(),
-                letter["attempts"].to_string(),
+                letter.attempts.to_string(),
                 compact(error, 120),
             ]);
         }
@@ -182,8 +202,9 @@ impl Client {
     }
 
     /// Removes a projection.
-    pub(crate) async fn remove(&self, name: &str) -> anyhow::Result<Value> {
-        self.send(self.http.delete(format!("{}/admin/projections/{name}", self.base))).await
+    pub(crate) async fn remove(&self, name: &str) -> anyhow::Result<Removed> {
+        let path = format!("/admin/projections/{name}");
+        decode(&path, self.send(self.http.delete(format!("{}{path}", self.base))).await?)
     }
 
     /// Shows a progress bar until deployment `id` of `name` is live; fails if it fails.

@@ -7,9 +7,12 @@
 //! - A re-driven dead letter is marked in the transaction that applies its effects, and only
 //!   if it was not marked already: re-driving applies it once, however often it is requested.
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
+use utoipa::ToSchema;
 
 use super::ddl::qualified;
 use crate::contract::{Event, Header};
@@ -211,7 +214,7 @@ pub async fn counts(pool: &PgPool, schema: &str) -> Result<(i64, i64), sqlx::Err
 /// Up to `limit` dead letters in `schema` (only those not re-driven, with `pending`), as JSON:
 /// coordinates, the event (key and value as text when they are UTF-8, else base64), the error,
 /// who recorded it and how, and its re-drives.
-pub async fn list(pool: &PgPool, schema: &str, pending: bool, limit: i64) -> Result<Vec<Json>, sqlx::Error> {
+pub async fn list(pool: &PgPool, schema: &str, pending: bool, limit: i64) -> Result<Vec<StoredLetter>, sqlx::Error> {
     if !exists(pool, schema).await? {
         return Ok(Vec::new());
     }
@@ -226,40 +229,109 @@ pub async fn list(pool: &PgPool, schema: &str, pending: bool, limit: i64) -> Res
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(letter_json).collect())
+    Ok(rows.iter().map(stored_letter).collect())
 }
 
-fn letter_json(row: &sqlx::postgres::PgRow) -> Json {
+/// A dead letter as stored, for the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StoredLetter {
+    /// Partition of the event.
+    pub partition: i32,
+    /// Offset of the event.
+    pub offset: i64,
+    /// The event, where it was recorded (a skipped one is not).
+    pub event: Option<LetterEvent>,
+    /// The error it caused.
+    pub error: String,
+    /// `dead-letter` (the poison policy moved past it) or `skipped` (an operator did).
+    pub reason: String,
+    /// The build that recorded it.
+    pub recorded_by_build: LetterBuild,
+    /// The operator who skipped it, for `skipped`.
+    pub recorded_by: Option<String>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// When a re-drive was last requested.
+    pub redrive_requested_at: Option<DateTime<Utc>>,
+    /// Re-drives tried.
+    pub attempts: i32,
+    /// The error of the last failed re-drive.
+    pub last_redrive_error: Option<String>,
+    /// When a re-drive applied it.
+    pub redriven_at: Option<DateTime<Utc>>,
+    /// Hex sha256 of the build that applied it.
+    pub redriven_by_sha256: Option<String>,
+}
+
+/// A dead-lettered event. Keys and values are text when they are UTF-8, else
+/// `{"base64": ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LetterEvent {
+    /// The record key.
+    #[schema(value_type = Option<Object>)]
+    pub key: Option<Json>,
+    /// The record value.
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Json>,
+    /// The record headers, in order.
+    pub headers: Vec<LetterHeader>,
+    /// The record timestamp, in milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// One record header of a dead-lettered event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LetterHeader {
+    /// Header name.
+    pub key: String,
+    /// Header value (text, or `{"base64": ...}`).
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Json>,
+}
+
+/// The build that recorded a dead letter.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LetterBuild {
+    /// Hex sha256 of its component.
+    pub sha256: String,
+    /// Declared version.
+    pub version: i32,
+    /// Build number of the version.
+    pub build: i32,
+}
+
+fn stored_letter(row: &sqlx::postgres::PgRow) -> StoredLetter {
     let keys: Vec<Vec<u8>> = row.get(5);
     let values: Vec<Option<Vec<u8>>> = row.get(6);
-    let headers: Vec<Json> = keys
+    let headers = keys
         .iter()
         .zip(&values)
-        .map(|(k, v)| json!({"key": String::from_utf8_lossy(k), "value": v.as_deref().map(bytes_json)}))
-        .collect();
-    let event = row.get::<bool, _>(2).then(|| {
-        json!({
-            "key": row.get::<Option<Vec<u8>>, _>(3).as_deref().map(bytes_json),
-            "value": row.get::<Option<Vec<u8>>, _>(4).as_deref().map(bytes_json),
-            "headers": headers,
-            "timestamp_ms": row.get::<Option<i64>, _>(7),
+        .map(|(k, v)| LetterHeader {
+            key: String::from_utf8_lossy(k).into_owned(),
+            value: v.as_deref().map(bytes_json),
         })
+        .collect();
+    let event = row.get::<bool, _>(2).then(|| LetterEvent {
+        key: row.get::<Option<Vec<u8>>, _>(3).as_deref().map(bytes_json),
+        value: row.get::<Option<Vec<u8>>, _>(4).as_deref().map(bytes_json),
+        headers,
+        timestamp_ms: row.get(7),
     });
-    json!({
-        "partition": row.get::<i32, _>(0),
-        "offset": row.get::<i64, _>(1),
-        "event": event,
-        "error": row.get::<String, _>(8),
-        "reason": row.get::<String, _>(9),
-        "recorded_by_build": {"sha256": row.get::<String, _>(10), "version": row.get::<i32, _>(11), "build": row.get::<i32, _>(12)},
-        "recorded_by": row.get::<Option<String>, _>(13),
-        "recorded_at": row.get::<chrono::DateTime<chrono::Utc>, _>(14),
-        "redrive_requested_at": row.get::<Option<chrono::DateTime<chrono::Utc>>, _>(15),
-        "attempts": row.get::<i32, _>(16),
-        "last_redrive_error": row.get::<Option<String>, _>(17),
-        "redriven_at": row.get::<Option<chrono::DateTime<chrono::Utc>>, _>(18),
-        "redriven_by_sha256": row.get::<Option<String>, _>(19),
-    })
+    StoredLetter {
+        partition: row.get(0),
+        offset: row.get(1),
+        event,
+        error: row.get(8),
+        reason: row.get(9),
+        recorded_by_build: LetterBuild { sha256: row.get(10), version: row.get(11), build: row.get(12) },
+        recorded_by: row.get(13),
+        recorded_at: row.get(14),
+        redrive_requested_at: row.get(15),
+        attempts: row.get(16),
+        last_redrive_error: row.get(17),
+        redriven_at: row.get(18),
+        redriven_by_sha256: row.get(19),
+    }
 }
 
 /// Bytes as text when they are UTF-8, else `{"base64": ...}`.

@@ -14,10 +14,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
 use serde_json::{json, Value};
-
-use crate::config::KafkaConfig;
-use crate::source::kafka::client_config;
 
 /// One record to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -347,9 +345,11 @@ fn cancelled(rng: &mut StdRng, next_id: &mut impl FnMut() -> String, order_id: &
            "reason": REASONS[rng.gen_range(0..REASONS.len())], "cancelledAt": iso(at)})
 }
 
-/// Publishes records in order and returns the last offset written per partition.
-pub async fn publish(config: &KafkaConfig, records: &[DemoRecord]) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let producer: FutureProducer = client_config(config)
+/// Publishes records to `topic` in order and returns the last offset written per partition.
+/// `client` holds the brokers and security settings (the host's `source::kafka::client_config`).
+pub async fn publish(client: &ClientConfig, topic: &str, records: &[DemoRecord]) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let producer: FutureProducer = client
+        .clone()
         .set("linger.ms", "5")
         .set("acks", "all")
         // One request in flight per connection: a retry can never reorder an order's events.
@@ -365,8 +365,7 @@ pub async fn publish(config: &KafkaConfig, records: &[DemoRecord]) -> anyhow::Re
         for (key, value) in &record.headers {
             headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
         }
-        let future =
-            producer.send_result(FutureRecord::to(&config.topic).key(&record.key).payload(&payload).headers(headers));
+        let future = producer.send_result(FutureRecord::to(topic).key(&record.key).payload(&payload).headers(headers));
         let future = future.map_err(|(e, _)| anyhow::anyhow!("cannot enqueue a record: {e}"))?;
         pending.push_back(future);
         if pending.len() >= 10_000 {
@@ -393,9 +392,9 @@ async fn settle(future: rdkafka::producer::DeliveryFuture, last: &mut BTreeMap<i
 }
 
 /// Creates a topic (no error when it exists).
-pub async fn create_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+pub async fn create_topic(client: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = client_config(config).create()?;
+    let admin: AdminClient<_> = client.create()?;
     let results = admin
         .create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
