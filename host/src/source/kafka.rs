@@ -5,14 +5,15 @@
 //!   PostgreSQL with its read model. On every assignment the consumer starts each partition
 //!   there (or at the beginning when nothing is stored), never at Kafka's committed offset.
 //!   Offsets committed to Kafka are informational, for lag tools.
-//! - Every rebalance bumps a generation counter; a batch collected across a rebalance is
-//!   discarded before it is applied (its events are re-read from the stored offsets).
+//! - Every rebalance bumps the generation of its [`Positions`]; a batch collected across a
+//!   rebalance is discarded before it is applied (its events are re-read from the stored
+//!   offsets). The bookkeeping is `source::positions`, unit-tested without Kafka.
 //! - The rebalance callback runs on the thread that polls the consumer, so it never races
 //!   with a batch being applied.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,61 +24,46 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::positions::{Guard, Positions};
 use super::stall::{Observation, StallDetector, Verdict};
 use super::{Jump, Pull, Source};
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::contract::{Event, Header};
 use crate::status::{ProjectionStatus, Stall};
 
-/// Reads the stored next offset of every partition that has one.
-pub type OffsetLoader = Box<dyn Fn() -> anyhow::Result<HashMap<i32, i64>> + Send + Sync>;
-
 /// The consumer type every projection uses.
 pub type ProjectionConsumer = BaseConsumer<SeedingContext>;
 
-/// Seeds assignments from stored offsets and tracks what is assigned.
+/// Seeds assignments from stored offsets and keeps the [`Positions`] of what is assigned.
 pub struct SeedingContext {
     topic: String,
     /// The consumer group, for the log.
     group: String,
-    load_offsets: OffsetLoader,
+    stored: StoredOffsets,
     cancel: CancellationToken,
-    generation: AtomicU64,
-    /// Assigned partitions and their stored next offset (`None`: nothing stored yet).
-    assigned: Mutex<HashMap<i32, Option<i64>>>,
+    positions: Mutex<Positions>,
 }
 
 impl SeedingContext {
-    /// A context for `topic`, in `group`, reading stored offsets with `load_offsets`.
-    pub fn new(topic: &str, group: &str, load_offsets: OffsetLoader, cancel: CancellationToken) -> Self {
+    /// A context for `topic`, in `group`, reading stored offsets with `stored`.
+    pub fn new(topic: &str, group: &str, stored: StoredOffsets, cancel: CancellationToken) -> Self {
         Self {
             topic: topic.to_string(),
             group: group.to_string(),
-            load_offsets,
+            stored,
             cancel,
-            generation: AtomicU64::new(0),
-            assigned: Mutex::new(HashMap::new()),
+            positions: Mutex::new(Positions::default()),
         }
     }
 
-    /// Incremented on every assignment change.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// What is assigned, with the stored next offsets and the generation.
+    pub fn positions(&self) -> MutexGuard<'_, Positions> {
+        self.positions.lock().expect("not poisoned")
     }
 
     /// The assigned partitions with their stored next offsets.
     pub fn assigned(&self) -> HashMap<i32, Option<i64>> {
-        self.assigned.lock().expect("not poisoned").clone()
-    }
-
-    /// Records that a batch committed: the partitions' stored offsets moved.
-    pub fn committed(&self, offsets: &[(i32, i64)]) {
-        let mut assigned = self.assigned.lock().expect("not poisoned");
-        for &(partition, next) in offsets {
-            if let Some(stored) = assigned.get_mut(&partition) {
-                *stored = Some(next);
-            }
-        }
+        self.positions().held().clone()
     }
 
     /// Re-reads the stored offsets and moves the consumer back to them (after a fenced
@@ -88,28 +74,22 @@ impl SeedingContext {
     /// consumer. Either way the generation moves, so the pipeline restarts from what is stored.
     pub fn reseed(&self, consumer: &ProjectionConsumer) -> bool {
         let stored = self.stored_offsets();
-        let mut assigned = self.assigned.lock().expect("not poisoned");
-        let mut moved = true;
-        assigned.retain(|&partition, next| {
-            *next = stored.get(&partition).copied();
+        self.positions().reseed(&stored, |partition, next| {
             let offset = next.map_or(Offset::Beginning, Offset::Offset);
             match consumer.seek(&self.topic, partition, offset, Duration::from_secs(10)) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(group = %self.group, topic = %self.topic, partition, error = %e, "Could not move back to the stored offset; ignoring the partition until it is assigned again.");
-                    moved = false;
                     false
                 }
             }
-        });
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        moved
+        })
     }
 
     fn stored_offsets(&self) -> HashMap<i32, i64> {
         let mut delay = Duration::from_millis(200);
         loop {
-            match (self.load_offsets)() {
+            match (self.stored)() {
                 Ok(offsets) => return offsets,
                 Err(e) if self.cancel.is_cancelled() => {
                     tracing::warn!(error = %e, "Stored offsets unavailable during shutdown.");
@@ -124,20 +104,15 @@ impl SeedingContext {
         }
     }
 
+    /// The assignment of `partitions`, each at its stored offset; none while shutting down.
     fn seeded(&self, partitions: &[i32]) -> TopicPartitionList {
-        let stored = if self.cancel.is_cancelled() { None } else { Some(self.stored_offsets()) };
+        let (partitions, stored) =
+            if self.cancel.is_cancelled() { (&[][..], HashMap::new()) } else { (partitions, self.stored_offsets()) };
         let mut tpl = TopicPartitionList::new();
-        let mut assigned = HashMap::new();
-        if let Some(stored) = stored {
-            for &partition in partitions {
-                let next = stored.get(&partition).copied();
-                let offset = next.map_or(Offset::Beginning, Offset::Offset);
-                tpl.add_partition_offset(&self.topic, partition, offset).expect("valid offset");
-                assigned.insert(partition, next);
-            }
+        for (partition, next) in self.positions().assign(partitions, &stored) {
+            let offset = next.map_or(Offset::Beginning, Offset::Offset);
+            tpl.add_partition_offset(&self.topic, partition, offset).expect("valid offset");
         }
-        *self.assigned.lock().expect("not poisoned") = assigned;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         tpl
     }
 }
@@ -159,8 +134,7 @@ impl ConsumerContext for SeedingContext {
                 if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                     tracing::warn!(group = %self.group, topic = %self.topic, error = ?other, "Rebalance error; dropping the assignment.");
                 }
-                self.assigned.lock().expect("not poisoned").clear();
-                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.positions().revoke();
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(group = %self.group, topic = %self.topic, error = %e, "Could not drop the assignment.");
                 }
@@ -264,11 +238,9 @@ pub struct KafkaSource {
     cancel: CancellationToken,
     status: Arc<ProjectionStatus>,
     consumer: ProjectionConsumer,
-    /// Next offset to accept per partition: guards against re-delivered messages.
-    accepted: HashMap<i32, i64>,
-    /// The assignment generation `accepted` was taken from. Kept across batches: a reseed
-    /// after a fenced commit changes the generation between two batches.
-    generation: u64,
+    /// The next offset accepted per partition, as of one assignment generation. Kept across
+    /// batches: a reseed after a fenced commit changes the generation between two batches.
+    guard: Guard,
     /// Watches for a consumer that silently stopped receiving.
     stall: StallDetector,
     /// The thread closing the consumer replaced last, while it runs.
@@ -288,7 +260,7 @@ impl KafkaSource {
         status: Arc<ProjectionStatus>,
     ) -> KafkaResult<Self> {
         let consumer = Self::consumer(config, &reader, &offsets, &cancel)?;
-        let generation = consumer.context().generation();
+        let guard = Guard::new(&consumer.context().positions());
         Ok(Self {
             stall: StallDetector::new(config.stall_timeout(), Instant::now()),
             config: config.clone(),
@@ -298,8 +270,7 @@ impl KafkaSource {
             cancel,
             status,
             consumer,
-            accepted: HashMap::new(),
-            generation,
+            guard,
             closing: None,
             watermarks: None,
         })
@@ -311,11 +282,7 @@ impl KafkaSource {
         offsets: &StoredOffsets,
         cancel: &CancellationToken,
     ) -> KafkaResult<ProjectionConsumer> {
-        let loader = {
-            let offsets = offsets.clone();
-            Box::new(move || offsets())
-        };
-        let context = SeedingContext::new(&config.topic, &reader.group, loader, cancel.clone());
+        let context = SeedingContext::new(&config.topic, &reader.group, offsets.clone(), cancel.clone());
         subscribe(config, &reader.group, context)
     }
 
@@ -455,8 +422,7 @@ impl KafkaSource {
                         tracing::error!(projection = %r.projection, error = %e, "Cannot start a thread to close the old consumer; it was closed here.")
                     }
                 }
-                self.generation = self.consumer.context().generation();
-                self.accepted.clear();
+                self.guard = Guard::new(&self.consumer.context().positions());
                 true
             }
             Err(e) => {
@@ -487,17 +453,15 @@ impl Source for KafkaSource {
             };
             // Converted at once (a batch keeps it anyway), so the consumer is free for a check below.
             let polled = self.consumer.poll(wait).map(|result| result.map(|m| to_event(&m)));
-            let context = self.consumer.context();
-            if context.generation() != self.generation {
+            let changed = self.guard.changed(&self.consumer.context().positions());
+            if changed {
                 // The assignment changed (a rebalance, or a reseed after a fenced commit):
                 // drop what was collected and restart from the stored offsets of what is
                 // assigned now.
-                self.generation = context.generation();
                 self.stall.received(Instant::now());
                 batch.clear();
                 bytes = 0;
                 first_at = None;
-                self.accepted = context.assigned().into_iter().map(|(p, next)| (p, next.unwrap_or(i64::MIN))).collect();
                 let jumps = self.jumps();
                 if !jumps.is_empty() {
                     return Pull::Jumped(jumps);
@@ -505,13 +469,9 @@ impl Source for KafkaSource {
             }
             match polled {
                 Some(Ok(event)) => {
-                    let Some(next) = self.accepted.get_mut(&event.partition) else {
-                        continue;
-                    };
-                    if event.offset < *next {
+                    if !self.guard.accept(event.partition, event.offset) {
                         continue;
                     }
-                    *next = event.offset + 1;
                     bytes += event.key.as_ref().map_or(0, Vec::len) + event.value.as_ref().map_or(0, Vec::len);
                     batch.push(event);
                     first_at.get_or_insert_with(Instant::now);
@@ -539,7 +499,7 @@ impl Source for KafkaSource {
 
     /// Records the new stored offsets and tells Kafka, asynchronously, so lag tools see them.
     fn committed(&mut self, offsets: &[(i32, i64)]) {
-        self.consumer.context().committed(offsets);
+        self.consumer.context().positions().committed(offsets);
         let mut tpl = TopicPartitionList::new();
         for &(partition, next) in offsets {
             let _ = tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(next));
@@ -556,8 +516,8 @@ impl Source for KafkaSource {
     }
 
     fn rewind(&mut self, partition: i32, offset: i64) -> bool {
-        self.consumer.context().committed(&[(partition, offset)]);
-        self.accepted.insert(partition, offset);
+        self.consumer.context().positions().committed(&[(partition, offset)]);
+        self.guard.rewind(partition, offset);
         let topic = &self.config.topic;
         if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
             tracing::warn!(projection = %self.reader.projection, partition, error = %e, "Could not move to the log start; replacing the consumer.");

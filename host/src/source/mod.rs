@@ -8,6 +8,7 @@
 //! - A batch never holds an event twice, nor one before a partition's stored offset.
 
 pub mod kafka;
+pub mod positions;
 pub mod stall;
 
 use std::collections::HashMap;
