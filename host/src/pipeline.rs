@@ -522,18 +522,19 @@ impl<S: Source> Worker<'_, S> {
     /// be loaded while the database is unavailable is run again, from the start of the batch,
     /// once the database answers.
     fn project(&self, events: &[Event]) -> Result<(Changeset, StateOverlay), (usize, Failure)> {
-        let mut delay = Duration::from_millis(100);
+        let mut waits = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut deadlines = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
         let mut timeouts = 0;
         loop {
             match self.project_once(events) {
                 Err((_, Failure::Call { error: CallError::StateUnavailable(message), .. })) => {
-                    self.wait_for_database("load state", &message, &mut delay).map_err(|f| (0, f))?;
+                    self.wait_for_database("load state", &message, &mut waits).map_err(|f| (0, f))?;
                 }
                 // Every instance of the host's pool in use: the call waits for one to end.
                 Err((_, Failure::Call { error: error @ CallError::Busy(_), range })) => {
-                    tracing::warn!(projection = %self.projector.deployment.name, events = %range, error = %error, retry_in = ?delay, "No free plugin instance; the call waits.");
-                    self.pause(delay).map_err(|f| (0, f))?;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    let pause = waits.next();
+                    tracing::warn!(projection = %self.projector.deployment.name, events = %range, error = %error, retry_in = ?pause, "No free plugin instance; the call waits.");
+                    self.pause(pause).map_err(|f| (0, f))?;
                 }
                 // Past the wall-clock deadline but not out of fuel: the machine may be loaded;
                 // the same call later, with backoff, before giving up.
@@ -541,7 +542,7 @@ impl<S: Source> Worker<'_, S> {
                     if timeouts < TIMEOUT_RETRIES =>
                 {
                     timeouts += 1;
-                    let pause = Duration::from_secs(1 << timeouts);
+                    let pause = deadlines.next();
                     tracing::warn!(projection = %self.projector.deployment.name, events = %range, error = %error, retry_in = ?pause, "Plugin call past its wall-clock deadline (not out of fuel); trying it again.");
                     self.pause(pause).map_err(|f| (0, f))?;
                 }
@@ -672,11 +673,11 @@ impl<S: Source> Worker<'_, S> {
     /// Runs a sink call, retrying transient failures (with backoff, until shutdown) until it
     /// works or fails for good.
     fn retry<T>(&self, what: &str, mut call: impl FnMut() -> Result<T, SinkError>) -> Result<T, Failure> {
-        let mut delay = Duration::from_millis(100);
+        let mut waits = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match call() {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_transient() => self.wait_for_database(what, &e.to_string(), &mut delay)?,
+                Err(e) if e.is_transient() => self.wait_for_database(what, &e.to_string(), &mut waits)?,
                 Err(e) => return Err(Failure::Sink(e)),
             }
         }
@@ -712,15 +713,33 @@ impl<S: Source> Worker<'_, S> {
         }
     }
 
-    fn wait_for_database(&self, what: &str, error: &str, delay: &mut Duration) -> Result<(), Failure> {
+    fn wait_for_database(&self, what: &str, error: &str, waits: &mut Backoff) -> Result<(), Failure> {
         self.projector.metrics.error(&self.projector.deployment.name, "database");
         if self.projector.cancel.is_cancelled() {
             return Err(Failure::Cancelled);
         }
-        tracing::error!(projection = %self.projector.deployment.name, action = what, error = %error, retry_in = ?*delay, "Database unavailable; the batch is kept and retried.");
-        self.pause(*delay)?;
-        *delay = (*delay * 2).min(Duration::from_secs(5));
-        Ok(())
+        let pause = waits.next();
+        tracing::error!(projection = %self.projector.deployment.name, action = what, error = %error, retry_in = ?pause, "Database unavailable; the batch is kept and retried.");
+        self.pause(pause)
+    }
+}
+
+/// Exponential backoff: every wait twice the one before, up to a cap.
+struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Self {
+        Self { next: first, cap }
+    }
+
+    /// The wait before the next try.
+    fn next(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        wait
     }
 }
 
@@ -813,6 +832,13 @@ mod tests {
                 timestamp_ms: None,
             })
             .collect()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let waits: Vec<u128> = (0..5).map(|_| backoff.next().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
     }
 
     #[test]
