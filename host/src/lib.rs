@@ -3,9 +3,10 @@
 //!
 //! The pieces, each knowing only its own job: [`source`] reads the topic, [`runtime`] runs
 //! plugins in wasmtime sandboxes, [`changeset`] folds their operations, [`sink`] writes read
-//! models with their offsets. [`pipeline`] is the one place where they meet. The control plane:
-//! [`registry`] (uploaded components and deployments in PostgreSQL), [`supervisor`] (runs what
+//! models with their offsets. `pipeline` is the one place where they meet. The control plane:
+//! [`registry`] (uploaded components and deployments in PostgreSQL), `supervisor` (runs what
 //! the registry says, promotes what caught up), [`admin`] (the HTTP API over both).
+//! `docs/ARCHITECTURE.md` is the map.
 
 #![warn(unreachable_pub)]
 
@@ -15,6 +16,7 @@ pub mod changeset;
 pub mod config;
 pub mod contract;
 pub mod dryrun;
+mod http_error;
 mod metrics;
 mod pipeline;
 pub mod progress;

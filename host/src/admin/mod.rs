@@ -8,7 +8,6 @@
 //!   4xx with a stable code, and the registry is untouched.
 //! - Handlers only change the registry; the supervisors of all instances carry the change out.
 
-mod error;
 mod projections;
 mod upload;
 pub mod views;
@@ -21,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-pub use error::ApiError;
+pub use crate::http_error::ApiError;
 
 use crate::supervisor::Shared;
 

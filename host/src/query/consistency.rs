@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use crate::admin::ApiError;
+use crate::http_error::ApiError;
 use crate::registry::{Deployment, Status};
 use crate::sink::postgres::ddl::qualified;
 use crate::supervisor::Shared;

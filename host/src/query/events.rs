@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::admin::ApiError;
+use crate::http_error::ApiError;
 use crate::source::kafka::client_config;
 use crate::supervisor::Shared;
 

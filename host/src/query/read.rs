@@ -12,8 +12,8 @@ use sqlx::Row;
 
 use super::consistency::{self, Consistency};
 use super::rows::{self, bad, Cursor, Params};
-use crate::admin::ApiError;
 use crate::contract::{Collection, Field, FieldType};
+use crate::http_error::ApiError;
 use crate::registry::Deployment;
 use crate::sink::postgres::ddl::ident;
 use crate::supervisor::Shared;

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::admin::ApiError;
 use crate::contract::{Collection, Field, FieldType};
+use crate::http_error::ApiError;
 use crate::sink::postgres::ddl::{ident, qualified};
 
 /// `read_models."<collection>"`.

@@ -14,7 +14,7 @@ use sqlx::Row;
 
 use super::read::{resolve, settle};
 use super::rows::{self, bad, parse_instant, Cursor, Params};
-use crate::admin::ApiError;
+use crate::http_error::ApiError;
 use crate::sink::postgres::ddl::{ident, SEARCH_COLUMN};
 use crate::supervisor::Shared;
 

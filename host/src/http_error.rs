@@ -1,4 +1,5 @@
-//! Admin API errors: a status, a stable code and a message naming the problem; never internals.
+//! The error answer of both HTTP APIs (admin and query): a status, a stable code and a message
+//! naming the problem; never internals.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
