@@ -18,8 +18,9 @@ use crate::metrics::Metrics;
 use crate::progress::Board;
 use crate::registry::{Component, Created, Registry, RegistryError};
 use crate::runtime::{Limits, Runtime};
+use crate::shared::Shared;
 use crate::sink::postgres::Database;
-use crate::supervisor::{Shared, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// The runtime limits from the configuration.
 pub fn limits(config: &Config) -> Limits {

@@ -23,6 +23,7 @@ pub mod progress;
 mod query;
 pub mod registry;
 pub mod runtime;
+mod shared;
 pub mod sink;
 pub mod source;
 pub mod spec;

@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 
 pub use crate::http_error::ApiError;
 
-use crate::supervisor::Shared;
+use crate::shared::Shared;
 
 /// Who made a request.
 #[derive(Debug, Clone)]

@@ -9,10 +9,10 @@ use super::views::{
 };
 use super::{ApiError, Caller};
 use crate::registry::{Component, Created, Deployment, Status};
+use crate::shared::Shared;
 use crate::sink::postgres::letters;
 use crate::source::kafka::client_config;
 use crate::spec::Spec;
-use crate::supervisor::Shared;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};

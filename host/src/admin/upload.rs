@@ -17,7 +17,7 @@ use super::{ApiError, Caller};
 use crate::dryrun::{self, Report, SampleEvent};
 use crate::registry::{Component, Created, Poison};
 use crate::runtime::Plugin;
-use crate::supervisor::Shared;
+use crate::shared::Shared;
 
 /// Query of an upload.
 #[derive(Debug, Deserialize)]

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 use crate::http_error::ApiError;
 use crate::registry::{Deployment, Status};
+use crate::shared::Shared;
 use crate::sink::postgres::ddl::qualified;
-use crate::supervisor::Shared;
 
 /// Freshness of an answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -15,8 +15,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::http_error::ApiError;
+use crate::shared::Shared;
 use crate::source::kafka::client_config;
-use crate::supervisor::Shared;
 
 /// One event to publish, in the `samples.jsonl` shape.
 #[derive(Debug, Deserialize, ToSchema)]

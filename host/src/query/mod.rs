@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use crate::supervisor::Shared;
+use crate::shared::Shared;
 
 /// The OpenAPI document of the query API, generated from the handlers' annotations.
 #[derive(OpenApi)]

@@ -15,8 +15,8 @@ use super::rows::{self, bad, Cursor, Params};
 use crate::contract::{Collection, Field, FieldType};
 use crate::http_error::ApiError;
 use crate::registry::Deployment;
+use crate::shared::Shared;
 use crate::sink::postgres::ddl::ident;
-use crate::supervisor::Shared;
 
 /// The live deployment serving `name`, and the collection's declaration.
 pub(super) async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, Collection), ApiError> {

@@ -15,8 +15,8 @@ use sqlx::Row;
 use super::read::{resolve, settle};
 use super::rows::{self, bad, parse_instant, Cursor, Params};
 use crate::http_error::ApiError;
+use crate::shared::Shared;
 use crate::sink::postgres::ddl::{ident, SEARCH_COLUMN};
-use crate::supervisor::Shared;
 
 /// The collection searched.
 pub(super) const COLLECTION: &str = "order_search";
