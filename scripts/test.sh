@@ -44,10 +44,12 @@ log "Plugin tests (native, through the SDK harness)"
 (cd plugins && cargo test --release --locked --target "$(rustc -vV | sed -n 's/^host: //p')" \
    --target-dir "$CACHE/plugins-native-target")
 
-log "Python plugin tests (native, standard library unittest)"
+log "Python helper package and plugin tests (native, standard library unittest)"
+(cd sdk/python && PYTHONPATH=src PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests)
 (cd plugins/python && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests)
 
-log "JavaScript plugin tests (native, node --test)"
+log "JavaScript helper package and plugin tests (native, node --test)"
+(cd sdk/js && npm ci --no-audit --no-fund --loglevel=error && node --test)
 (cd plugins/js && node --test)
 
 log "End-to-end tests (real PostgreSQL, Apache Kafka and plugin components)"

@@ -57,7 +57,9 @@ enum Command {
         /// Directory to create the project in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The Rust SDK (`sdk/` of the Projector repository), for Rust projects.
+        /// The SDK (`sdk/` of a Projector checkout; the default is the checkout this binary
+        /// was built from): the Rust crate, with the Python and JavaScript helper packages in
+        /// `python/` and `js/`. The project depends on it by path.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the JavaScript projections into WebAssembly components:
 #   plugins/js/build.sh OUT_DIR [plugin-dir ...]
-# writes OUT_DIR/order_summaries.wasm and OUT_DIR/sku_sales.wasm (against ../../wit).
+# writes OUT_DIR/order_summaries.wasm and OUT_DIR/sku_sales.wasm (against the WIT that the helper
+# package, ../../sdk/js, ships).
 # Installs the pinned toolchain with `npm ci` first when node_modules is missing or older than
 # package.json / package-lock.json (npm's download cache in ~/.npm is reused). Any cwd works.
 set -euo pipefail

@@ -15,12 +15,12 @@
  *   succeeds.
  */
 
-import { ProjectionError, schema as s, utf8Decode } from './projector.js';
+import { ProjectionError, schema as s, utf8Decode } from 'projector-plugin';
 
-/** @typedef {import('./projector.js').Event} Event */
-/** @typedef {import('./projector.js').Context} Context */
-/** @typedef {import('./projector.js').Decimal} Decimal */
-/** @typedef {import('./projector.js').Timestamp} Timestamp */
+/** @typedef {import('projector-plugin').Event} Event */
+/** @typedef {import('projector-plugin').Context} Context */
+/** @typedef {import('projector-plugin').Decimal} Decimal */
+/** @typedef {import('projector-plugin').Timestamp} Timestamp */
 
 /** A line of a legacy `OrderPlaced`. */
 const Line = s.record('Line', {

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the Python projection plugins into WebAssembly components:
-#   build.sh OUT_DIR   ->   OUT_DIR/order_summaries.wasm, OUT_DIR/customer_ltv.wasm
+#   build.sh OUT_DIR   ->   OUT_DIR/order_summaries.wasm, OUT_DIR/customer_ltv.wasm, OUT_DIR/sleeper.wasm
 # The toolchain (componentize-py, pinned in requirements.txt) lives in the cache venv that
-# setup.sh creates or reuses. Works from any directory.
+# setup.sh creates or reuses; the helper package is the checkout's sdk/python, taken from its
+# source (with the WIT it bundles) rather than installed. Works from any directory.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$(cd "$here/../../wit" && pwd)"
+helper="$(cd "$here/../../sdk/python/src" && pwd)/projector_plugin"
 
 if [[ $# -ne 1 ]]; then
   echo "usage: $0 OUT_DIR" >&2
@@ -22,11 +23,14 @@ if [[ ! -x "$componentize" ]]; then
   exit 1
 fi
 
-# Each plugin is an `app` module in its own directory, next to the shared helper modules.
-# Build from a staging copy: componentize-py leaves __pycache__ directories behind.
+# Each plugin is an `app` module in its own directory, next to the shared modules (the helper
+# package and order_events.py). Build from a staging copy: componentize-py leaves __pycache__
+# directories behind.
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
-cp "$here/projector_plugin.py" "$here/order_events.py" "$stage/"
+cp -r "$helper" "$stage/"
+cp "$here/order_events.py" "$stage/"
+wit="$stage/projector_plugin/wit"
 
 for plugin in order_summaries customer_ltv sleeper; do
   start=$SECONDS

@@ -45,8 +45,9 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, String)]) {
 struct Scaffold {
     lang: &'static str,
     name: &'static str,
-    /// Commands (program, args) run in the project, in order: its own tests, then the build.
-    steps: Vec<(&'static str, Vec<&'static str>)>,
+    /// Commands (program, args) run in the project, in order: its set-up, its own tests, then
+    /// the build.
+    steps: Vec<(String, Vec<&'static str>)>,
     env: Vec<(&'static str, String)>,
     /// The component, relative to the project (or absolute).
     component: PathBuf,
@@ -54,13 +55,16 @@ struct Scaffold {
 
 fn scaffolds() -> Vec<Scaffold> {
     let rust_target = cache_dir().join("scaffold-target");
+    // The venv plugins/python/setup.sh made for the test build (same pinned toolchain); the
+    // project's setup.sh installs the helper package into it.
+    let python_venv = cache_dir().join("python-venv");
     vec![
         Scaffold {
             lang: "rust",
             name: "rust-starter",
             steps: vec![
-                ("cargo", vec!["test", "--quiet"]),
-                ("cargo", vec!["build", "--release", "--target", "wasm32-wasip2"]),
+                ("cargo".into(), vec!["test", "--quiet"]),
+                ("cargo".into(), vec!["build", "--release", "--target", "wasm32-wasip2"]),
             ],
             // Builds in a cache kept between runs, so the SDK's dependencies compile once.
             component: rust_target.join("wasm32-wasip2/release/rust_starter.wasm"),
@@ -69,18 +73,21 @@ fn scaffolds() -> Vec<Scaffold> {
         Scaffold {
             lang: "python",
             name: "python-starter",
-            steps: vec![("python3", vec!["-m", "unittest", "-v"]), ("bash", vec!["build.sh"])],
-            // The venv plugins/python/setup.sh made for the test build (same pinned toolchain).
-            env: vec![("PROJECTOR_PYTHON_VENV", cache_dir().join("python-venv").display().to_string())],
+            steps: vec![
+                ("bash".into(), vec!["setup.sh"]),
+                (python_venv.join("bin/python").display().to_string(), vec!["-m", "unittest", "-v"]),
+                ("bash".into(), vec!["build.sh"]),
+            ],
+            env: vec![("PROJECTOR_PYTHON_VENV", python_venv.display().to_string())],
             component: "python-starter.wasm".into(),
         },
         Scaffold {
             lang: "js",
             name: "js-starter",
             steps: vec![
-                ("npm", vec!["install", "--no-audit", "--no-fund", "--loglevel=error"]),
-                ("npm", vec!["test"]),
-                ("npm", vec!["run", "build"]),
+                ("npm".into(), vec!["install", "--no-audit", "--no-fund", "--loglevel=error"]),
+                ("npm".into(), vec!["test"]),
+                ("npm".into(), vec!["run", "build"]),
             ],
             env: vec![],
             component: "js-starter.wasm".into(),
@@ -88,7 +95,8 @@ fn scaffolds() -> Vec<Scaffold> {
     ]
 }
 
-/// For each language: `projector new`, the project's own tests, its one-command build,
+/// For each language: `projector new` (a project depending by path on this checkout's SDK and
+/// helper packages, copying none of their code), the project's own tests, its one-command build,
 /// `projector check` on the sample events, then an upload that goes live on a real host and
 /// projects the samples into the template's read model (events per order, last type).
 #[tokio::test(flavor = "multi_thread")]

@@ -13,7 +13,7 @@
  *   clock.
  */
 
-import { field, increment, money, postgres, projection, spec, sum, upsert } from '../projector.js';
+import { field, increment, money, postgres, projection, spec, sum, upsert } from 'projector-plugin';
 import { STATUS, handleOnce } from '../order-events.js';
 
 /** The collection this projection writes. */

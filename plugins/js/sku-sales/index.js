@@ -24,7 +24,7 @@
  * - Each event applies once: a redelivered `eventId` yields no operation.
  */
 
-import { Decimal, field, increment, postgres, projection, spec, upsert } from '../projector.js';
+import { Decimal, field, increment, postgres, projection, spec, upsert } from 'projector-plugin';
 import { handleOnce, linesOf } from '../order-events.js';
 
 /** The collection this projection writes. */

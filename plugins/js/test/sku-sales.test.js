@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { Harness, eventFromSample, eventsFromSamples } from '../projector-testing.js';
+import { Harness, eventFromSample, eventsFromSamples } from 'projector-plugin/testing';
 import * as plugin from '../sku-sales/index.js';
 
 const { COLLECTION } = plugin;

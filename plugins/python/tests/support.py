@@ -1,4 +1,5 @@
-"""Shared test setup: puts ``plugins/python`` on ``sys.path`` and loads the sample events."""
+"""Shared test setup: puts ``plugins/python`` and the helper package (``sdk/python/src``, as
+the build does) on ``sys.path`` and loads the sample events."""
 
 import sys
 from pathlib import Path
@@ -7,10 +8,13 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
-if str(PYTHON_DIR) not in sys.path:
-    sys.path.insert(0, str(PYTHON_DIR))
+HELPER_DIR = PYTHON_DIR.parents[1] / "sdk" / "python" / "src"
+for path in (HELPER_DIR, PYTHON_DIR):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
-from projector_plugin import Event, event_from_sample, events_from_samples  # noqa: E402
+from projector_plugin import Event  # noqa: E402
+from projector_plugin.testing import event_from_sample, events_from_samples  # noqa: E402
 
 SAMPLES_PATH = PYTHON_DIR.parent / "testdata" / "samples.jsonl"
 DATA_DIR = Path(__file__).resolve().parent / "data"

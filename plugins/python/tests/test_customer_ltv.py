@@ -5,7 +5,8 @@ import unittest
 from support import data_events, sample, samples
 
 from customer_ltv.app import COLLECTION, CustomerLtv
-from projector_plugin import Harness, ProjectionError
+from projector_plugin import ProjectionError
+from projector_plugin.testing import Harness
 
 
 def line(type_name: str, order: str, event_id: str, **fields) -> str:

@@ -5,7 +5,8 @@ import unittest
 from support import sample, samples
 
 from order_summaries.app import COLLECTION, OrderSummaries
-from projector_plugin import Harness, Level, ProjectionError
+from projector_plugin import Level, ProjectionError
+from projector_plugin.testing import Harness
 
 
 def counts(outcomes):

@@ -1,11 +1,12 @@
 /**
  * @file Projector plugin helper for JavaScript projections (WIT world
- * `projector:projection/projection@0.1.0`), built into a component with componentize-js.
+ * `projector:projection/projection@0.1.0`), built into a component with componentize-js: the
+ * main module of the `projector-plugin` package, whose version is that of the WIT package.
  *
  * One self-contained ES module, no dependencies. It runs unchanged inside the component and
  * natively under Node (for `node --test`): it never imports the host interfaces itself. The
  * build's generated entry module hands it the real `state` and `log` imports through
- * {@link useHost}; natively, `projector-testing.js` hands it an in-memory fake.
+ * {@link useHost}; natively, `projector-plugin/testing` hands it an in-memory fake.
  *
  * Invariants:
  * - Money never passes through binary floating point: event JSON is decoded so that every
@@ -21,7 +22,7 @@
  * - Nothing here reads the clock or randomness: a replay yields the same read model.
  *
  * @example
- * import { projection, spec, postgres, field, upsert } from '../projector.js';
+ * import { projection, spec, postgres, field, increment } from 'projector-plugin';
  * export const { describe, handle } = projection({
  *   describe: () => spec('counter', 1, 'Counts events per key.', [
  *     postgres('counts', 'One row per key.')
@@ -467,6 +468,7 @@ class JsonParser {
     return value;
   }
 
+  /** @returns {unknown} */
   value() {
     this.ws();
     const start = this.i;
@@ -522,8 +524,10 @@ class JsonParser {
     }
   }
 
+  /** @returns {unknown[]} */
   array() {
     this.i++;
+    /** @type {unknown[]} */
     const array = [];
     this.ws();
     if (this.text[this.i] === ']') {
@@ -923,7 +927,7 @@ function rfc3339Problem(text) {
   let rest = text.slice(19);
   let micros = 0n;
   if (rest.startsWith('.')) {
-    const digits = /^\d*/.exec(rest.slice(1))[0];
+    const digits = /** @type {RegExpExecArray} */ (/^\d*/.exec(rest.slice(1)))[0];
     if (digits === '') return rest.length === 1 ? TOO_SHORT : INVALID;
     micros = BigInt(digits.slice(0, 6).padEnd(6, '0'));
     rest = rest.slice(1 + digits.length);
@@ -993,7 +997,7 @@ export function formatDate(days) {
 class Cursor {
   /**
    * @param {JsonDocument} doc
-   * @param {(string | number)[]} path
+   * @param {(string | number)[] | undefined} path
    * @param {Cursor} [parent] set (with `segment`) for a child: its path is only built when asked for
    * @param {string | number} [segment]
    */

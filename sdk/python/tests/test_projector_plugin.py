@@ -1,15 +1,13 @@
-"""Unit tests of the helper module: values, money, time, events, context and harness."""
+"""Unit tests of the helper package: values, money, time, events, context and harness."""
 
 import unittest
 from decimal import Decimal
 
-from support import sample
-
 from projector_plugin import (
-    Collection, Context, Date, Event, Field, Harness, Header, HostRejection, Json, Level, MemoryStore,
-    Projection, ProjectionError, Spec, Timestamp, Value, decimal_text, delete, dumps, export, increment,
-    loads, money, run_batch, upsert,
+    Collection, Context, Date, Event, Field, Header, Json, Level, Projection, ProjectionError, Spec,
+    Timestamp, Value, decimal_text, delete, dumps, export, increment, loads, money, run_batch, upsert,
 )
+from projector_plugin.testing import Harness, HostRejection, MemoryStore, event_from_sample as sample
 
 
 class MoneyAndDecimalsTest(unittest.TestCase):
@@ -32,7 +30,8 @@ class MoneyAndDecimalsTest(unittest.TestCase):
             decimal_text(Decimal("NaN"))
 
     def test_json_counters_are_stored_without_trailing_zeros_as_the_host_stores_them(self):
-        from projector_plugin import FieldType, _add
+        from projector_plugin import FieldType
+        from projector_plugin.testing import _add
         total = _add(FieldType("json"), Value("json", '{"A": 0.50, "B": 99}'), Value("json", '{"A": 1, "B": 1.0}'))
         self.assertEqual(total, Value("json", '{"A":1.5,"B":100}'))
 

@@ -1,4 +1,4 @@
-// Unit tests of projector.js: exact decimals, exact JSON, timestamps, values, spec, context.
+// Unit tests of the helper (projector.js): exact decimals, exact JSON, timestamps, values, spec, context.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
@@ -29,7 +29,7 @@ import {
   utf8Decode,
   utf8Encode,
 } from '../projector.js';
-import { Harness, eventFromSample } from '../projector-testing.js';
+import { Harness, eventFromSample } from '../testing.js';
 
 const d = (/** @type {string} */ text) => Decimal.parse(text);
 

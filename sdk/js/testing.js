@@ -1,5 +1,5 @@
 /**
- * @file Native test support for projections written with `projector.js`: run a plugin's
+ * @file Native test support for projections written with `projector-plugin`: run a plugin's
  * `describe`/`handle` exports under Node with in-memory state, applying the operations with
  * the host's semantics, and assert exact rows.
  *
@@ -68,9 +68,10 @@ const I64_MAX = 2n ** 63n - 1n;
 function sortKeys(value) {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === 'object' && !(value instanceof Decimal)) {
+    const object = /** @type {Record<string, unknown>} */ (value);
     const sorted = {};
-    for (const key of Object.keys(value).sort()) {
-      Object.defineProperty(sorted, key, { value: sortKeys(value[key]), enumerable: true, writable: true, configurable: true });
+    for (const key of Object.keys(object).sort()) {
+      Object.defineProperty(sorted, key, { value: sortKeys(object[key]), enumerable: true, writable: true, configurable: true });
     }
     return sorted;
   }
@@ -136,6 +137,7 @@ function isPlainDecimal(text) {
 /**
  * Whether `v` fits a field of type `type` (null always does).
  * @param {{ tag: string, val?: string }} type @param {WitValue} v
+ * @returns {boolean}
  */
 function fits(type, v) {
   if (v.tag === 'null') return true;
@@ -216,7 +218,7 @@ function addJson(current, amount) {
   const isObject = (/** @type {unknown} */ v) => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Decimal);
   const amounts = parseJson(amount);
   if (!isObject(amounts)) throw new Error(`a JSON increment must be an object of numbers, not ${amount}`);
-  const object = current === undefined ? {} : parseJson(current);
+  const object = /** @type {Record<string, unknown>} */ (current === undefined ? {} : parseJson(current));
   if (!isObject(object)) throw new Error(`cannot add to the JSON value ${current}: not an object`);
   for (const [key, delta] of Object.entries(/** @type {object} */ (amounts))) {
     if (!(typeof delta === 'number' || typeof delta === 'bigint' || delta instanceof Decimal)) {
@@ -257,7 +259,7 @@ function render(v) {
   }
 }
 
-/** @param {unknown} v JSON with exact numbers → JSON with JS numbers */
+/** @param {unknown} v JSON with exact numbers → JSON with JS numbers @returns {unknown} */
 function plain(v) {
   if (v instanceof Decimal) return v.toNumber();
   if (typeof v === 'bigint') return Number(v);

@@ -8,9 +8,9 @@ import unittest
 from decimal import Decimal
 
 from projector_plugin import (
-    Collection, Delete, Event, Field, FieldType, Harness, HostRejection, Increment, Projection, Ratio, Sink,
-    Spec, Upsert, Value,
+    Collection, Delete, Event, Field, FieldType, Increment, Projection, Ratio, Sink, Spec, Upsert, Value,
 )
+from projector_plugin.testing import Harness, HostRejection
 
 CORPUS = pathlib.Path(__file__).resolve().parents[3] / "tests" / "conformance"
 

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { Harness } from '../projector-testing.js';
+import { Harness } from '../testing.js';
 
 const CORPUS = join(import.meta.dirname, '..', '..', '..', 'tests', 'conformance');
 
