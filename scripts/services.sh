@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts what Projector needs on one machine: the Rust Wasm target,
-# a private PostgreSQL cluster and an Apache Kafka broker (jars from Maven Central, KRaft, one
-# process, durable log directory).
+# a private PostgreSQL cluster, an Apache Kafka broker (jars from Maven Central, KRaft, one
+# process, durable log directory) and a search engine with the Elasticsearch REST API (OpenSearch
+# 2.19 from Maven Central, one node, scripts/opensearch.sh).
 #
-#   scripts/services.sh start    # install what is missing, start both, create the topic (6 partitions)
-#   scripts/services.sh stop     # stop both (data is kept under $PROJECTOR_STATE_DIR)
-#   scripts/services.sh env      # print the environment variables pointing the host at them
+#   scripts/services.sh start    # install what is missing, start all three, create the topic (6 partitions)
+#   scripts/services.sh stop     # stop all three (data is kept under $PROJECTOR_STATE_DIR)
+#   scripts/services.sh env      # print the environment variables pointing the host (and tests) at them
 #
-# Sourced by scripts/demo.sh and scripts/test.sh. Everything lives under $PROJECTOR_STATE_DIR
+# Sourced by scripts/demo.sh and scripts/test.sh: their start_all starts PostgreSQL and Kafka;
+# start_search starts the OpenSearch node. Everything lives under $PROJECTOR_STATE_DIR
 # (default: .projector/ in the repository); nothing outside it is touched except the package
-# installs and the cached Kafka jars and cargo target dirs under $CARGO_HOME/projector-cache.
+# installs, Maven's ~/.m2 and the cached Kafka jars, OpenSearch launcher and cargo target dirs
+# under $CARGO_HOME/projector-cache.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,8 +24,11 @@ PG_PORT=${PROJECTOR_PG_PORT:-55432}
 KAFKA_PORT=${PROJECTOR_KAFKA_PORT:-19092}
 TOPIC=${PROJECTOR_KAFKA__TOPIC:-order-events}
 KAFKA_CONTROLLER_PORT=${PROJECTOR_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+OPENSEARCH_PORT=${PROJECTOR_OPENSEARCH_PORT:-19200}
 # shellcheck source=kafka.sh
 source "$REPO/scripts/kafka.sh"
+# shellcheck source=opensearch.sh
+source "$REPO/scripts/opensearch.sh"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -134,11 +140,26 @@ stop_kafka() {
   fi
 }
 
+# The search engine: OpenSearch from Maven Central (scripts/opensearch.sh), data under
+# $STATE/opensearch, kept across restarts; its log is $STATE/opensearch/node.log.
+start_opensearch() {
+  opensearch_start "$STATE/opensearch" "$OPENSEARCH_PORT" || exit 1
+}
+
+# Stops the node cleanly (SIGTERM: the launcher closes it), SIGKILL after 30 s.
+stop_opensearch() {
+  opensearch_stop "$STATE/opensearch"
+}
+
 print_env() {
   echo "export PROJECTOR_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/projector"
   echo "export PROJECTOR_KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT"
   echo "export PROJECTOR_KAFKA__TOPIC=$TOPIC"
   echo "export CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+}
+
+print_search_env() {
+  opensearch_env "$OPENSEARCH_PORT"
 }
 
 start_all() {
@@ -149,11 +170,17 @@ start_all() {
   eval "$(print_env)"
 }
 
+# Not part of start_all yet: the scripts that call start_all do not use the search engine.
+start_search() {
+  start_opensearch
+  eval "$(print_search_env)"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
-    start) start_all; print_env ;;
-    stop) stop_kafka; stop_postgres ;;
-    env) print_env ;;
+    start) start_all; start_search; print_env; print_search_env ;;
+    stop) stop_opensearch; stop_kafka; stop_postgres ;;
+    env) print_env; print_search_env ;;
     *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
   esac
 fi
