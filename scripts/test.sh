@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything and runs every test: unit tests, SDK and plugin tests, and the end-to-end
-# tests against a real PostgreSQL, a real Apache Kafka broker and real plugin components.
+# tests against a real PostgreSQL, a real Apache Kafka broker, a real search engine (OpenSearch,
+# or the Elasticsearch cluster at $ES_URL) and real plugin components.
 # Test services run on their own ports in a throwaway directory and are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +9,12 @@ cd "$(dirname "$0")/.."
 export PROJECTOR_STATE_DIR=${PROJECTOR_TEST_STATE_DIR:-$(mktemp -d /tmp/projector-test.XXXXXX)}
 export PROJECTOR_PG_PORT=${PROJECTOR_TEST_PG_PORT:-55442}
 export PROJECTOR_KAFKA_PORT=${PROJECTOR_TEST_KAFKA_PORT:-19192}
+export PROJECTOR_OPENSEARCH_PORT=${PROJECTOR_TEST_OPENSEARCH_PORT:-19290}
 # shellcheck source=services.sh
 source scripts/services.sh
 
 cleanup() {
+  if [ -z "${ES_URL:-}" ]; then stop_opensearch; fi
   stop_kafka
   stop_postgres
   if [ -z "${PROJECTOR_TEST_STATE_DIR:-}" ]; then rm -rf "$PROJECTOR_STATE_DIR"; fi
@@ -19,6 +22,8 @@ cleanup() {
 trap cleanup EXIT
 
 start_all
+# With ES_URL set, the search-engine tests run against that Elasticsearch cluster instead.
+if [ -z "${ES_URL:-}" ]; then start_search; fi
 export PROJECTOR_TEST_PG=postgres://postgres@127.0.0.1:$PROJECTOR_PG_PORT/postgres
 export PROJECTOR_TEST_BROKERS=127.0.0.1:$PROJECTOR_KAFKA_PORT
 # Tests that kill, freeze and restart a broker start their own through scripts/kafka.sh.

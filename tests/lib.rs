@@ -18,6 +18,8 @@ pub mod hoarder;
 pub mod host;
 #[path = "postgres.rs"]
 pub mod postgres;
+#[path = "search.rs"]
+pub mod search;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -31,6 +31,15 @@ pub fn limits(config: &Config) -> Limits {
     }
 }
 
+/// Where collections go: the search engine when one is configured, for the collections the
+/// configuration moves there as well as those declared there.
+pub fn placement(config: &Config) -> crate::spec::Placement {
+    crate::spec::Placement {
+        search_engine: config.elasticsearch.enabled(),
+        moved: config.elasticsearch.collections.clone(),
+    }
+}
+
 /// The `*.wasm` files of a directory, sorted by name; none when it does not exist.
 pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !dir.is_dir() {
@@ -48,8 +57,15 @@ pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Connects and builds the pieces every part of the host shares.
 pub async fn shared(config: Config) -> anyhow::Result<Shared> {
     let database = Database::connect(&config.postgres, Duration::from_secs(60)).await?;
-    let runtime = Arc::new(Runtime::new(limits(&config), Some(config.plugins.cache_dir.clone()))?);
+    let runtime = Arc::new(
+        Runtime::new(limits(&config), Some(config.plugins.cache_dir.clone()))?.with_placement(placement(&config)),
+    );
+    let search = match config.elasticsearch.enabled() {
+        true => Some(crate::sink::elastic::Engine::new(&config.elasticsearch)?),
+        false => None,
+    };
     Ok(Shared {
+        search,
         registry: Registry::new(database.pool().clone()),
         database,
         runtime,

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value as Json};
 
-use crate::contract::{FieldType, FieldValue, Operation, ScalarType, Value};
+use crate::contract::{FieldType, FieldValue, Operation, ScalarType, Sink, Value};
 use crate::spec::{is_numeric, CollectionInfo, Spec};
 
 /// One primary-key component, in a form with a single representation per value.
@@ -93,6 +93,32 @@ pub struct RowChange {
     pub delete_first: bool,
     /// Fields to write, by declared position; `None` when the row ends deleted.
     pub write: Option<BTreeMap<usize, FieldChange>>,
+    /// Each event's own change of the row, in event order: kept for collections whose sink
+    /// applies every event at most once per document by its source offset (the search engine),
+    /// empty otherwise.
+    pub steps: Vec<Step>,
+}
+
+/// One event's change of one row (its operations on the row folded), with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Partition of the event.
+    pub partition: i32,
+    /// Offset of the event.
+    pub offset: i64,
+    /// The event deletes the row before its writes (or without any).
+    pub delete_first: bool,
+    /// What the event writes, by declared position.
+    pub write: BTreeMap<usize, FieldChange>,
+}
+
+/// Where an event of a batch came from, for the per-event [`Step`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// Partition of the event.
+    pub partition: i32,
+    /// Offset of the event.
+    pub offset: i64,
 }
 
 /// The net changes of one batch, per collection (by declared position) and key.
@@ -120,9 +146,37 @@ impl Changeset {
     /// Adds one event's operations, in order. On error nothing of that event is added and
     /// the message says which operation and field are at fault.
     pub fn apply(&mut self, spec: &Spec, operations: &[Operation]) -> Result<(), String> {
+        self.apply_at(spec, None, operations)
+    }
+
+    /// [`Changeset::apply`] for an event at `at`: rows of collections on the search engine
+    /// also keep the event's own change as a [`Step`].
+    pub fn apply_at(&mut self, spec: &Spec, at: Option<At>, operations: &[Operation]) -> Result<(), String> {
         let mut scratch = self.clone_touched(spec, operations);
         for (index, operation) in operations.iter().enumerate() {
             apply_one(spec, &mut scratch, operation).map_err(|message| format!("operation {index}: {message}"))?;
+        }
+        let at = at.filter(|_| spec.collections().any(|(c, _)| c.sink == Sink::Elasticsearch));
+        if let Some(at) = at {
+            // The event alone, folded from nothing: its step of each row it touches.
+            let mut own = BTreeMap::new();
+            for operation in operations {
+                apply_one(spec, &mut own, operation).expect("accepted above");
+            }
+            for (position, rows) in own {
+                if spec.raw().collections[position].sink != Sink::Elasticsearch {
+                    continue;
+                }
+                for (key, change) in rows {
+                    let row = scratch.get_mut(&position).and_then(|rows| rows.get_mut(&key)).expect("touched above");
+                    row.steps.push(Step {
+                        partition: at.partition,
+                        offset: at.offset,
+                        delete_first: change.delete_first,
+                        write: change.write.unwrap_or_default(),
+                    });
+                }
+            }
         }
         for (position, rows) in scratch {
             self.tables[position].extend(rows);
@@ -169,7 +223,7 @@ fn apply_one(
     let row = scratch.entry(info.index).or_default().entry(key).or_default();
     match operation {
         Operation::Delete(_) => {
-            *row = RowChange { delete_first: true, write: None };
+            *row = RowChange { delete_first: true, write: None, steps: std::mem::take(&mut row.steps) };
         }
         Operation::Upsert(op) => {
             let write = row.write.get_or_insert_with(BTreeMap::new);
@@ -315,15 +369,7 @@ fn scalar_cell(element: ScalarType, item: &crate::contract::Scalar) -> Result<Ce
         Scalar::Timestamp(t) => Value::Timestamp(*t),
         Scalar::Date(d) => Value::Date(*d),
     };
-    let field_type = match element {
-        ScalarType::Boolean => FieldType::Boolean,
-        ScalarType::Integer => FieldType::Integer,
-        ScalarType::Float => FieldType::Float,
-        ScalarType::Decimal => FieldType::Decimal,
-        ScalarType::Text => FieldType::Text,
-        ScalarType::Timestamp => FieldType::Timestamp,
-        ScalarType::Date => FieldType::Date,
-    };
+    let field_type = element.field_type();
     to_cell(&field_type, &as_value).map_err(|m| format!("list element: {m}"))
 }
 
@@ -549,7 +595,7 @@ mod tests {
         changes
             .apply(&spec, &[Operation::Delete(Delete { collection: "daily".into(), key: vec![Value::Date(1)] })])
             .unwrap();
-        assert_eq!(row(&changes, 1), RowChange { delete_first: true, write: None });
+        assert_eq!(row(&changes, 1), RowChange { delete_first: true, write: None, steps: vec![] });
         changes.apply(&spec, &[inc(1, vec![fv("count", Value::Integer(2))])]).unwrap();
         let after = row(&changes, 1);
         assert!(after.delete_first);

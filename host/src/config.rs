@@ -29,6 +29,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The query API: order search and read-model reads.
     pub query: QueryConfig,
+    /// The search-engine sink (Elasticsearch, or OpenSearch through the same REST API).
+    pub elasticsearch: ElasticsearchConfig,
 }
 
 /// The Kafka source.
@@ -216,6 +218,77 @@ impl Default for AdminConfig {
     }
 }
 
+/// The search-engine sink: Elasticsearch 8 or later, or OpenSearch 2 (the same REST API for
+/// everything the host uses). Disabled while `urls` is empty: a collection declared with the
+/// `elasticsearch` sink is then refused when it is deployed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    /// Node URLs, e.g. `["https://es1:9200", "https://es2:9200"]`; requests go round robin.
+    pub urls: Vec<String>,
+    /// User name for basic authentication (with `password`).
+    pub username: Option<String>,
+    /// Password for basic authentication.
+    pub password: Option<String>,
+    /// An API key, as the base64 `id:key` Elasticsearch prints (instead of a user name).
+    pub api_key: Option<String>,
+    /// PEM file of the certificate authority that signed the nodes' certificates, for `https`
+    /// URLs with a private CA (the system's roots otherwise).
+    pub ca_cert: Option<PathBuf>,
+    /// Longest time one request may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Prefix of every index and alias the host creates: a collection's public alias is
+    /// `<prefix><collection>`, each deployment's index `<prefix><collection>-<deployment>`.
+    pub index_prefix: String,
+    /// Primary shards of each index.
+    pub shards: u32,
+    /// Replicas of each shard (0 for one node).
+    pub replicas: u32,
+    /// How often new writes become visible to searches (Elasticsearch's `refresh_interval`),
+    /// in milliseconds.
+    pub refresh_interval_ms: u64,
+    /// Most actions in one `_bulk` request; a batch larger than this takes several.
+    pub max_bulk_actions: usize,
+    /// Most bytes in one `_bulk` request body.
+    pub max_bulk_bytes: usize,
+    /// Attempts at the items of a `_bulk` request the engine answered with 429 or 5xx, with
+    /// exponential backoff and jitter, before the batch fails as transient (and is retried
+    /// whole, idempotently).
+    pub max_item_attempts: u32,
+    /// Collections put on the search engine whatever sink their plugin declares: the switch
+    /// that moves `order_search` off PostgreSQL without rebuilding the plugin. Applied when a
+    /// deployment is created; a deployment keeps the sinks it was created with.
+    pub collections: Vec<String>,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            username: None,
+            password: None,
+            api_key: None,
+            ca_cert: None,
+            timeout_ms: 30_000,
+            index_prefix: "projector-".into(),
+            shards: 1,
+            replicas: 0,
+            refresh_interval_ms: 1_000,
+            max_bulk_actions: 2_000,
+            max_bulk_bytes: 8 << 20,
+            max_item_attempts: 8,
+            collections: Vec::new(),
+        }
+    }
+}
+
+impl ElasticsearchConfig {
+    /// Whether a search engine is configured.
+    pub fn enabled(&self) -> bool {
+        !self.urls.is_empty()
+    }
+}
+
 /// The query API (public reads; `POST /events` needs an admin token).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -311,6 +384,37 @@ impl Config {
         }
         if self.kafka.stall_timeout_ms < 1_000 {
             return invalid("kafka.stall_timeout_ms", "must be at least 1000");
+        }
+        let es = &self.elasticsearch;
+        if es.username.is_some() != es.password.is_some() {
+            return invalid("elasticsearch.username", "username and password go together");
+        }
+        if es.username.is_some() && es.api_key.is_some() {
+            return invalid("elasticsearch.api_key", "give either an API key or a username and password");
+        }
+        if let Some(bad) = es.urls.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return invalid("elasticsearch.urls", &format!("`{bad}` is not an http:// or https:// URL"));
+        }
+        if !es.collections.is_empty() && !es.enabled() {
+            return invalid("elasticsearch.collections", "needs elasticsearch.urls");
+        }
+        let prefix_ok =
+            es.index_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+                && !es.index_prefix.starts_with(['-', '_', '.']);
+        if !prefix_ok || es.index_prefix.len() > 100 {
+            return invalid(
+                "elasticsearch.index_prefix",
+                "lowercase ASCII letters, digits, `-`, `_` and `.`, not starting with `-`, `_` or `.`, at most 100",
+            );
+        }
+        if es.max_bulk_actions == 0 || es.max_bulk_bytes < 1 << 16 || es.max_item_attempts == 0 {
+            return invalid(
+                "elasticsearch.max_bulk_actions",
+                "bulk requests need at least one action, 64 KiB and one attempt",
+            );
+        }
+        if es.timeout_ms < 100 {
+            return invalid("elasticsearch.timeout_ms", "must be at least 100");
         }
         if self.postgres.max_connections < 2 {
             return invalid("postgres.max_connections", "must be at least 2");

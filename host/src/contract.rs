@@ -161,6 +161,21 @@ pub enum ScalarType {
     Date,
 }
 
+impl ScalarType {
+    /// The field type of one element.
+    pub fn field_type(self) -> FieldType {
+        match self {
+            ScalarType::Boolean => FieldType::Boolean,
+            ScalarType::Integer => FieldType::Integer,
+            ScalarType::Float => FieldType::Float,
+            ScalarType::Decimal => FieldType::Decimal,
+            ScalarType::Text => FieldType::Text,
+            ScalarType::Timestamp => FieldType::Timestamp,
+            ScalarType::Date => FieldType::Date,
+        }
+    }
+}
+
 /// The declared type of a field; each sink maps it to a type of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

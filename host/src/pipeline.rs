@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::changeset::Changeset;
+use crate::changeset::{At, Changeset};
 use crate::config::{KafkaConfig, OffsetJump, PipelineConfig};
 use crate::contract::Event;
 use crate::registry::{Deployment, Poison};
@@ -594,7 +594,10 @@ impl<S: Source> Worker<'_, S> {
                     (first + index, failure)
                 };
                 let operations = result.map_err(pinned)?;
-                changes.apply(spec, &operations).map_err(|m| pinned(format!("invalid operations: {m}")))?;
+                let at = At { partition: event.partition, offset: event.offset };
+                changes
+                    .apply_at(spec, Some(at), &operations)
+                    .map_err(|m| pinned(format!("invalid operations: {m}")))?;
             }
         }
         Ok((changes, state))

@@ -34,6 +34,8 @@ pub struct Shared {
     pub catalog: Arc<std::sync::RwLock<HashMap<String, Deployment>>>,
     /// The live counters of every deployment this instance runs, by deployment id.
     pub workers: Arc<std::sync::Mutex<HashMap<i64, Arc<ProjectionStatus>>>>,
+    /// The search engine, when one is configured.
+    pub search: Option<crate::sink::elastic::Engine>,
     /// Producer of `POST /events`, created on first use.
     pub producer: Arc<tokio::sync::OnceCell<rdkafka::producer::FutureProducer>>,
 }

@@ -15,6 +15,37 @@ use crate::contract::{Collection, Computed, Field, FieldType, ProjectionSpec, Sc
 #[error("invalid projection spec: {0}")]
 pub struct SpecError(pub String);
 
+/// Where this host puts collections: what the search-engine configuration adds to a
+/// declaration before it is validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    /// Whether a search engine is configured; without one, a collection declared there is
+    /// refused.
+    pub search_engine: bool,
+    /// Collections put on the search engine whatever their declared sink.
+    pub moved: Vec<String>,
+}
+
+impl Placement {
+    /// The declaration with the moved collections on the search engine; refused when it needs
+    /// a search engine this host does not have.
+    pub fn place(&self, mut raw: ProjectionSpec) -> Result<ProjectionSpec, SpecError> {
+        for collection in &mut raw.collections {
+            if self.moved.contains(&collection.name) {
+                collection.sink = Sink::Elasticsearch;
+            }
+            if collection.sink == Sink::Elasticsearch && !self.search_engine {
+                return Err(SpecError(format!(
+                    "collection `{}`: its sink is elasticsearch and this host has no search engine configured \
+                     (elasticsearch.urls)",
+                    collection.name
+                )));
+            }
+        }
+        Ok(raw)
+    }
+}
+
 /// A validated projection declaration with lookup tables for the hot path.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -168,11 +199,6 @@ fn check_collection(index: usize, collection: &Collection) -> Result<CollectionI
     let at = |message: String| SpecError(format!("collection `{}`: {message}", collection.name));
     if !is_identifier(&collection.name) {
         return Err(at("the name must be lowercase ASCII letters, digits and `_`, starting with a letter".into()));
-    }
-    if collection.sink == Sink::Elasticsearch {
-        return Err(at(
-            "the elasticsearch sink is not available in this version of the host; declare sink postgres".into()
-        ));
     }
     if collection.fields.is_empty() {
         return Err(at("declares no fields".into()));
@@ -336,6 +362,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn placement_moves_collections_and_needs_a_search_engine() {
+        let moved = Placement { search_engine: true, moved: vec!["daily".into()] }.place(stats_spec()).unwrap();
+        assert_eq!(moved.collections[0].sink, Sink::Elasticsearch);
+        assert_eq!(Placement::default().place(stats_spec()).unwrap(), stats_spec());
+        let mut declared = stats_spec();
+        declared.collections[0].sink = Sink::Elasticsearch;
+        let refused = Placement::default().place(declared).unwrap_err().to_string();
+        assert!(refused.contains("collection `daily`: its sink is elasticsearch"), "{refused}");
+    }
+
+    #[test]
     fn bad_declarations_are_rejected_with_the_part_at_fault() {
         assert!(rejected(|s| s.name = "Daily".into()).contains("projection name `Daily`"));
         assert!(rejected(|s| s.version = 0).contains("version"));
@@ -344,7 +381,6 @@ pub(crate) mod tests {
         assert!(rejected(|s| s.collections[0].primary_key = vec!["revenue".into()]).contains("must be text, integer"));
         assert!(rejected(|s| s.collections[0].fields[1].name = "day".into()).contains("declared twice"));
         assert!(rejected(|s| s.collections[0].fields[4].sortable = true).contains("cannot be sortable"));
-        assert!(rejected(|s| s.collections[0].sink = Sink::Elasticsearch).contains("elasticsearch"));
         assert!(rejected(|s| {
             s.collections[0].fields[3].computed =
                 Some(Computed::Ratio(Ratio { numerator: "by_status".into(), denominator: "count".into(), scale: 2 }))

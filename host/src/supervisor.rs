@@ -21,6 +21,7 @@ use crate::progress::{self, Watermarks};
 use crate::registry::{Deployment, Promotion, Registry, RegistryError, Status, CHANNEL};
 use crate::runtime::{CallError, LoadError};
 use crate::shared::Shared;
+use crate::spec::Spec;
 use crate::status::ProjectionStatus;
 
 struct Running {
@@ -39,6 +40,7 @@ const START_RETRY_MAX: Duration = Duration::from_secs(60);
 fn start_may_pass(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<sqlx::Error>().is_some_and(crate::sink::postgres::is_transient)
+            || cause.downcast_ref::<crate::sink::SinkError>().is_some_and(crate::sink::SinkError::is_transient)
             || matches!(
                 cause.downcast_ref::<LoadError>(),
                 Some(LoadError::Describe(CallError::Timeout(_) | CallError::Busy(_)))
@@ -57,12 +59,22 @@ pub(crate) struct Supervisor {
     /// Deployments whose start failed for a reason that may pass (the database busy, a
     /// `describe` slow under load): when to try again, and the delay before that try.
     retry: HashMap<i64, (Instant, Duration)>,
+    /// The serving deployment each projection's search-engine aliases point at.
+    aliased: HashMap<String, i64>,
 }
 
 impl Supervisor {
     /// A supervisor over the shared pieces.
     pub(crate) fn new(shared: Shared, cancel: CancellationToken) -> Self {
-        Self { shared, cancel, running: HashMap::new(), watermarks: None, last_error: None, retry: HashMap::new() }
+        Self {
+            shared,
+            cancel,
+            running: HashMap::new(),
+            watermarks: None,
+            last_error: None,
+            retry: HashMap::new(),
+            aliased: HashMap::new(),
+        }
     }
 
     /// Reconciles until cancelled, then stops every worker (each finishes its batch).
@@ -117,6 +129,7 @@ impl Supervisor {
     async fn reconcile(&mut self) -> anyhow::Result<()> {
         let deployments = self.shared.registry.all().await?;
         self.publish_catalog(&deployments);
+        self.point_aliases(&deployments).await;
         self.reap();
         let wanted: HashMap<i64, &Deployment> =
             deployments.iter().filter(|d| d.status.runs() && !d.paused).map(|d| (d.id, d)).collect();
@@ -177,16 +190,33 @@ impl Supervisor {
 
     async fn start(&mut self, deployment: &Deployment) -> anyhow::Result<()> {
         let plugin = self.shared.plugin(&deployment.sha256).await?;
+        let stored = Spec::new(deployment.spec.clone())?;
+        if stored.raw().collections != plugin.spec().raw().collections {
+            anyhow::bail!(
+                "the collections this host places on each sink differ from when the deployment was created \
+                 (elasticsearch.collections changed?); restore the setting, or rebuild the projection"
+            );
+        }
+        if stored.collections().any(|(c, _)| c.sink == crate::contract::Sink::Elasticsearch) {
+            let engine = self.shared.search.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("the deployment has collections on the search engine; configure elasticsearch.urls")
+            })?;
+            engine.install_script().await?;
+            engine.ensure_indices(&deployment.schema, &stored).await?;
+        }
         let cancel = self.cancel.child_token();
         let status = Arc::new(ProjectionStatus::default());
         let projector = Projector {
             plugin,
             deployment: deployment.clone(),
-            sink: Arc::new(crate::sink::postgres::PgSink::new(
-                &self.shared.database,
-                &deployment.schema,
-                tokio::runtime::Handle::current(),
-            )),
+            sink: Arc::new(
+                crate::sink::postgres::PgSink::new(
+                    &self.shared.database,
+                    &deployment.schema,
+                    tokio::runtime::Handle::current(),
+                )
+                .with_search(self.shared.search.clone()),
+            ),
             control: Arc::new(Record {
                 registry: self.shared.registry.clone(),
                 id: deployment.id,
@@ -203,6 +233,26 @@ impl Supervisor {
         self.running.insert(deployment.id, Running { sha256: deployment.sha256.clone(), cancel, thread });
         self.shared.workers.lock().expect("not poisoned").insert(deployment.id, status);
         Ok(())
+    }
+
+    /// Points each projection's search-engine aliases at its serving deployment's indices,
+    /// whichever instance promoted or rolled back; tried again every tick until it succeeds.
+    async fn point_aliases(&mut self, deployments: &[Deployment]) {
+        let Some(engine) = &self.shared.search else { return };
+        for d in deployments.iter().filter(|d| d.serving) {
+            if self.aliased.get(&d.name) == Some(&d.id) {
+                continue;
+            }
+            let Ok(spec) = Spec::new(d.spec.clone()) else { continue };
+            match engine.point_aliases(&d.schema, &spec).await {
+                Ok(()) => {
+                    self.aliased.insert(d.name.clone(), d.id);
+                }
+                Err(e) => {
+                    tracing::warn!(projection = %d.name, deployment = d.id, error = %e, "Cannot point the search-engine aliases at the serving deployment; retrying every tick.")
+                }
+            }
+        }
     }
 
     async fn track_and_promote(&mut self, deployments: &[Deployment]) -> anyhow::Result<()> {

@@ -11,3 +11,4 @@ mod languages;
 mod poison;
 mod query;
 mod sandbox;
+mod search_engine;

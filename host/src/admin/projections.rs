@@ -146,10 +146,13 @@ pub(super) async fn rebuild(
     let deployments = shared.registry.of(&name).await?;
     let source =
         deployments.iter().find(|d| d.serving).or_else(|| deployments.first()).expect("of() returns at least one");
-    let spec = Spec::new(source.spec.clone()).map_err(ApiError::internal)?;
+    // The code's declaration placed as this host places it now (a rebuild is how a collection
+    // moves to or from the search engine).
+    let plugin = shared.plugin(&source.sha256).await.map_err(ApiError::internal)?;
+    let spec = plugin.spec();
     let component = Component { sha256: &source.sha256, wasm: None, uploaded_by: &caller.name };
     let prefix = &shared.config.kafka.group_prefix;
-    let Created::New(deployment) = shared.registry.create(&spec, component, prefix, true, None).await? else {
+    let Created::New(deployment) = shared.registry.create(spec, component, prefix, true, None).await? else {
         unreachable!("a rebuild always creates a deployment");
     };
     tracing::info!(projection = %name, version = deployment.version, build = deployment.build, by = %caller.name, "Rebuild started.");
@@ -314,8 +317,10 @@ pub(super) async fn remove(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Removed>, ApiError> {
+    let deployments = shared.registry.of(&name).await?;
     let groups = shared.registry.remove(&name).await?;
     tracing::info!(projection = %name, by = %caller.name, "Projection removed.");
+    delete_indices(&shared, deployments).await;
     // Workers leave their groups within a reconcile interval; delete the groups after that,
     // in the background, retrying while members are still leaving.
     let kafka = shared.config.kafka.clone();
@@ -336,13 +341,30 @@ pub(super) async fn remove_deployment(
     Extension(caller): Extension<Caller>,
     Path((name, id)): Path<(String, i64)>,
 ) -> Result<Json<Removed>, ApiError> {
+    let removed: Vec<Deployment> = shared.registry.of(&name).await?.into_iter().filter(|d| d.id == id).collect();
     let group = shared.registry.remove_deployment(&name, id).await?;
     tracing::info!(projection = %name, deployment = id, by = %caller.name, "Deployment removed.");
+    delete_indices(&shared, removed).await;
     let kafka = shared.config.kafka.clone();
     let wait = Duration::from_millis(shared.config.admin.reconcile_interval_ms * 3);
     let deleting = vec![group.clone()];
     tokio::spawn(async move { delete_groups(kafka, deleting, wait).await });
     Ok(Json(Removed { result: "removed".into(), name, deployment: Some(id), consumer_groups: vec![group] }))
+}
+
+/// Deletes the search-engine indices of removed deployments; one that cannot be deleted now
+/// is logged (the registry no longer knows it, so nothing reads or writes it).
+async fn delete_indices(shared: &Shared, removed: Vec<Deployment>) {
+    let Some(engine) = &shared.search else { return };
+    for d in removed {
+        let deleted = match Spec::new(d.spec.clone()) {
+            Ok(spec) => engine.delete_indices(&d.schema, &spec).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = deleted {
+            tracing::warn!(projection = %d.name, deployment = d.id, error = %error, "Cannot delete the search-engine indices of a removed deployment.");
+        }
+    }
 }
 
 async fn delete_groups(kafka: crate::config::KafkaConfig, groups: Vec<String>, wait: Duration) {

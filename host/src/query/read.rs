@@ -35,6 +35,14 @@ pub(super) async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, 
         None => shared.registry.serving_collection(name).await?.ok_or_else(not_found)?,
     };
     let collection = deployment.spec.collections.iter().find(|c| c.name == name).cloned().ok_or_else(not_found)?;
+    if collection.sink == crate::contract::Sink::Elasticsearch {
+        let alias = crate::sink::elastic::index::alias(&shared.config.elasticsearch, name);
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "on_search_engine",
+            format!("collection `{name}` is on the search engine, which this host does not query yet; read it there through the alias `{alias}`"),
+        ));
+    }
     Ok((deployment, collection))
 }
 

@@ -33,7 +33,7 @@ use wasmtime::{Config, Enabled, Engine, PoolingAllocationConfig, Store, Trap};
 pub use sandbox::{StateLoader, StateOverlay, StateUnavailable};
 
 use crate::contract::{Event, Operation, ProjectionSpec};
-use crate::spec::{Spec, SpecError};
+use crate::spec::{Placement, Spec, SpecError};
 use bindings::{Projection, ProjectionPre};
 use sandbox::Sandbox;
 
@@ -245,6 +245,8 @@ pub struct Runtime {
     ticker: Arc<AtomicBool>,
     /// When the next load may start, after one refused for what the component is.
     load_rest: Rest,
+    /// Where the collections of loaded plugins go.
+    placement: Placement,
 }
 
 impl Runtime {
@@ -293,7 +295,14 @@ impl Runtime {
             interruption,
             ticker,
             load_rest: Rest::default(),
+            placement: Placement::default(),
         })
+    }
+
+    /// The same runtime, placing the collections of every plugin it loads as `placement` says.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// Compiles (or loads from the cache), links and describes a component.
@@ -346,7 +355,7 @@ impl Runtime {
             describe_fuel: 0,
             rest: Rest::default(),
         };
-        plugin.spec = Some(Spec::new(plugin.describe()?)?);
+        plugin.spec = Some(Spec::new(self.placement.place(plugin.describe()?)?)?);
         Ok(plugin)
     }
 

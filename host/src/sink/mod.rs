@@ -7,6 +7,7 @@
 //! - A partition's stored offset only advances from the offset the batch started at; a stale
 //!   owner's commit fails with [`SinkError::Fenced`] and changes nothing.
 
+pub mod elastic;
 pub mod postgres;
 
 use std::collections::HashMap;

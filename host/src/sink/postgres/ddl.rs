@@ -94,6 +94,11 @@ pub const BOOTSTRAP: &[&str] = &[
          removed_at timestamptz NOT NULL DEFAULT now())"#,
 ];
 
+/// The collections of `spec` stored in PostgreSQL (the others are on the search engine).
+pub fn tables(spec: &Spec) -> impl Iterator<Item = &Collection> {
+    spec.collections().map(|(c, _)| c).filter(|c| c.sink == crate::contract::Sink::Postgres)
+}
+
 /// Statements creating a deployment's schema and tables, idempotently.
 pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
     let mut statements = vec![
@@ -109,7 +114,7 @@ pub fn create_storage(schema: &str, spec: &Spec) -> Vec<String> {
         ),
         dead_letters(schema),
     ];
-    for (collection, _) in spec.collections() {
+    for collection in tables(spec) {
         statements.push(create_table(schema, collection));
         statements.extend(create_indexes(schema, collection));
         if search_document(collection).is_some() {
@@ -287,8 +292,8 @@ fn create_indexes(schema: &str, collection: &Collection) -> Vec<String> {
 
 /// Statements pointing the public views of every collection at the tables in `schema`.
 pub fn publish_views(schema: &str, spec: &Spec) -> Vec<String> {
-    spec.collections()
-        .flat_map(|(collection, _)| {
+    tables(spec)
+        .flat_map(|collection| {
             let view = qualified("read_models", &collection.name);
             [
                 format!("DROP VIEW IF EXISTS {view}"),
@@ -300,8 +305,8 @@ pub fn publish_views(schema: &str, spec: &Spec) -> Vec<String> {
 
 /// Statements dropping the public views of every collection.
 pub fn drop_views(spec: &Spec) -> Vec<String> {
-    spec.collections()
-        .map(|(collection, _)| format!("DROP VIEW IF EXISTS {}", qualified("read_models", &collection.name)))
+    tables(spec)
+        .map(|collection| format!("DROP VIEW IF EXISTS {}", qualified("read_models", &collection.name)))
         .collect()
 }
 

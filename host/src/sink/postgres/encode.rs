@@ -56,12 +56,12 @@ fn float_json(f: f64) -> Json {
 }
 
 /// The fold checked the range (`changeset::to_cell`, key parts alike).
-fn timestamp_text(micros: i64) -> String {
+pub(crate) fn timestamp_text(micros: i64) -> String {
     let time = chrono::DateTime::from_timestamp_micros(micros).expect("a timestamp checked by the fold");
     time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-fn date_text(days: i32) -> String {
+pub(crate) fn date_text(days: i32) -> String {
     let date = epoch().checked_add_signed(chrono::Duration::days(days.into())).expect("a date checked by the fold");
     date.format("%Y-%m-%d").to_string()
 }

@@ -5,7 +5,7 @@
 //! a projection is live.
 
 pub mod ddl;
-mod encode;
+pub(crate) mod encode;
 pub mod letters;
 mod write;
 
@@ -20,6 +20,7 @@ pub use write::{is_transient, BatchWriter};
 use crate::changeset::Changeset;
 use crate::config::PostgresConfig;
 use crate::contract::Event;
+use crate::sink::elastic::Engine;
 use crate::sink::{Letter, PartitionProgress, Sink, SinkError, State};
 use crate::spec::Spec;
 
@@ -83,17 +84,27 @@ impl Database {
     }
 }
 
-/// A deployment's schema as the pipeline's [`Sink`]: each call blocks on `handle`.
+/// A deployment's schema as the pipeline's [`Sink`]: each call blocks on `handle`. With a
+/// search engine, the collections placed there are written to its indices first, and the
+/// batch's offsets (with everything PostgreSQL holds) only once every document succeeded.
 #[derive(Clone)]
 pub struct PgSink {
     writer: BatchWriter,
     handle: tokio::runtime::Handle,
+    schema: String,
+    search: Option<Engine>,
 }
 
 impl PgSink {
     /// The sink of `schema`, running its queries on `handle`.
     pub fn new(database: &Database, schema: &str, handle: tokio::runtime::Handle) -> Self {
-        Self { writer: database.writer(schema), handle }
+        Self { writer: database.writer(schema), handle, schema: schema.to_string(), search: None }
+    }
+
+    /// The same sink, writing the search-engine collections through `engine`.
+    pub fn with_search(mut self, engine: Option<Engine>) -> Self {
+        self.search = engine;
+        self
     }
 
     fn run<T, E: Into<SinkError>>(
@@ -133,6 +144,9 @@ impl Sink for PgSink {
         progress: &[PartitionProgress],
         letters: &[Letter<'_>],
     ) -> Result<(), SinkError> {
+        if let Some(engine) = &self.search {
+            self.run(engine.apply(&self.schema, spec, changes, letters))?;
+        }
         self.run(self.writer.commit(spec, changes, state, progress, letters))
     }
 
@@ -143,6 +157,9 @@ impl Sink for PgSink {
         state: &State,
         progress: &[PartitionProgress],
     ) -> Result<(), SinkError> {
+        if let Some(engine) = &self.search {
+            engine.check(&self.schema, spec, changes)?;
+        }
         self.run(self.writer.probe(spec, changes, state, progress))
     }
 

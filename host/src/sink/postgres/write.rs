@@ -191,7 +191,7 @@ impl BatchWriter {
         letters::write(&mut tx, &self.schema, letters).await?;
         write_state(&mut tx, &self.schema, state).await?;
         for ((collection, info), rows) in spec.collections().zip(changes.tables()) {
-            if !rows.is_empty() {
+            if !rows.is_empty() && collection.sink == crate::contract::Sink::Postgres {
                 write_rows(&mut tx, &self.schema, collection, info, rows).await?;
             }
         }
