@@ -3,12 +3,27 @@
 # plugins built from source, $ORDERS realistic orders published (default 10,000), the host run
 # until it has caught up, then the throughput and a few rows of each read model printed.
 # Services keep running afterwards (scripts/services.sh stop); the host is stopped.
+#
+# SEARCH_ENGINE=opensearch scripts/demo.sh also starts the OpenSearch node and puts the
+# order_search collection on it (elasticsearch.collections): the search endpoint then answers
+# from the search engine. A deployment keeps the sinks it was created with, so on a state
+# directory where order-search was already built in PostgreSQL, rebuild it
+# (`projector projections rebuild order-search`) or start from an empty .projector/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORDERS=${ORDERS:-10000}
 # shellcheck source=services.sh
 source scripts/services.sh
 start_all
+case "${SEARCH_ENGINE:-}" in
+  "") ;;
+  opensearch)
+    start_search
+    export PROJECTOR_ELASTICSEARCH__URLS="[\"$PROJECTOR_TEST_ES\"]"
+    export PROJECTOR_ELASTICSEARCH__COLLECTIONS='["order_search"]'
+    ;;
+  *) echo "SEARCH_ENGINE=$SEARCH_ENGINE: only opensearch is started by this script" >&2; exit 2 ;;
+esac
 
 log "Building the host and the example plugins"
 cargo build --release --locked -p projector-host

@@ -10,6 +10,7 @@
 //!   fails with 503 carrying the current watermark.
 
 mod consistency;
+mod engine;
 mod events;
 mod read;
 mod rows;

@@ -35,14 +35,6 @@ pub(super) async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, 
         None => shared.registry.serving_collection(name).await?.ok_or_else(not_found)?,
     };
     let collection = deployment.spec.collections.iter().find(|c| c.name == name).cloned().ok_or_else(not_found)?;
-    if collection.sink == crate::contract::Sink::Elasticsearch {
-        let alias = crate::sink::elastic::index::alias(&shared.config.elasticsearch, name);
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "on_search_engine",
-            format!("collection `{name}` is on the search engine, which this host does not query yet; read it there through the alias `{alias}`"),
-        ));
-    }
     Ok((deployment, collection))
 }
 
@@ -50,6 +42,7 @@ pub(super) async fn resolve(shared: &Shared, name: &str) -> Result<(Deployment, 
 pub(super) async fn settle(
     shared: &Shared,
     deployment: &Deployment,
+    collection: &Collection,
     params: &mut HashMap<String, String>,
 ) -> Result<Consistency, ApiError> {
     let wait = match params.remove("wait_ms") {
@@ -62,12 +55,22 @@ pub(super) async fn settle(
     if let Some(after) = params.remove("after") {
         let after = consistency::parse_after(&after)?;
         consistency::wait_for(shared, deployment, &after, wait).await?;
+        if on_engine(collection) {
+            // Applied is not yet searchable until the engine refreshes.
+            let (engine, index) = super::engine::target(shared, deployment, collection)?;
+            super::engine::refresh(engine, &index).await?;
+        }
     }
     consistency::consistency(shared, deployment).await
 }
 
-fn field<'a>(collection: &'a Collection, name: &str) -> Option<&'a Field> {
+pub(super) fn field<'a>(collection: &'a Collection, name: &str) -> Option<&'a Field> {
     collection.fields.iter().find(|f| f.name == name)
+}
+
+/// Whether the collection is on the search engine.
+pub(super) fn on_engine(collection: &Collection) -> bool {
+    collection.sink == crate::contract::Sink::Elasticsearch
 }
 
 /// A page request on one collection.
@@ -82,6 +85,22 @@ pub(super) struct ListRequest {
     pub limit: Option<String>,
     /// Cursor of the previous page.
     pub cursor: Option<String>,
+}
+
+impl ListRequest {
+    /// The sort (`order_by`, else the primary key), whether it is descending, and its field: a
+    /// sortable one or a key field.
+    pub(super) fn sorting<'a>(&self, collection: &'a Collection) -> Result<(String, bool, &'a Field), ApiError> {
+        let sort = self.order_by.clone().unwrap_or_else(|| collection.primary_key[0].clone());
+        let (descending, name) = match sort.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, sort.as_str()),
+        };
+        let sort_field = field(collection, name)
+            .filter(|f| f.sortable || collection.primary_key.contains(&f.name))
+            .ok_or_else(|| bad("order_by", &format!("`{name}` is not a sortable field")))?;
+        Ok((sort, descending, sort_field))
+    }
 }
 
 /// Builds a page request from the generic parameters: `<field>=<value>`, `order_by`, `limit`,
@@ -107,19 +126,15 @@ fn generic_request(collection: &Collection, mut params: HashMap<String, String>)
 /// Runs a page request: rows as JSON, and the cursor of the next page when there is one.
 pub(super) async fn list(
     shared: &Shared,
+    deployment: &Deployment,
     collection: &Collection,
     request: ListRequest,
 ) -> Result<(Vec<Value>, Option<String>), ApiError> {
-    let config = &shared.config.query;
-    let limit = rows::limit(request.limit.as_ref(), config)?;
-    let sort = request.order_by.clone().unwrap_or_else(|| collection.primary_key[0].clone());
-    let (descending, sort_name) = match sort.strip_prefix('-') {
-        Some(name) => (true, name),
-        None => (false, sort.as_str()),
-    };
-    let sort_field = field(collection, sort_name)
-        .filter(|f| f.sortable || collection.primary_key.contains(&f.name))
-        .ok_or_else(|| bad("order_by", &format!("`{sort_name}` is not a sortable field")))?;
+    if on_engine(collection) {
+        return super::engine::list(shared, deployment, collection, request).await;
+    }
+    let limit = rows::limit(request.limit.as_ref(), &shared.config.query)?;
+    let (sort, descending, sort_field) = request.sorting(collection)?;
     let sort_expr = sort_key(sort_field)?;
     let key: Vec<&Field> =
         collection.primary_key.iter().map(|k| field(collection, k).expect("validated spec")).collect();
@@ -216,13 +231,24 @@ pub(super) async fn get_row(
     mut params: HashMap<String, String>,
 ) -> Result<Json<Value>, ApiError> {
     let (deployment, collection) = resolve(shared, name).await?;
-    let consistency = settle(shared, &deployment, &mut params).await?;
+    let consistency = settle(shared, &deployment, &collection, &mut params).await?;
     if let Some(unknown) = params.keys().next() {
         return Err(bad(unknown, "unknown parameter"));
     }
     let parts: Vec<&str> = if collection.primary_key.len() == 1 { vec![key] } else { key.split(',').collect() };
     if parts.len() != collection.primary_key.len() {
         return Err(bad("key", &format!("expected {} comma-separated values", collection.primary_key.len())));
+    }
+    let not_found = |consistency: &Consistency| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no row of `{name}` has key `{key}`"))
+            .with_details(json!({"consistency": consistency}))
+    };
+    if on_engine(&collection) {
+        let data = super::engine::get_row(shared, &deployment, &collection, &parts).await?;
+        return match data {
+            Some(data) => Ok(Json(json!({"data": data, "consistency": consistency}))),
+            None => Err(not_found(&consistency)),
+        };
     }
     let mut sql_params = Params::default();
     let mut conditions = Vec::new();
@@ -239,8 +265,7 @@ pub(super) async fn get_row(
     );
     let row = sql_params.bind(sqlx::query(&sql)).fetch_optional(shared.database.pool()).await.map_err(query_error)?;
     let Some(row) = row else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no row of `{name}` has key `{key}`"))
-            .with_details(json!({"consistency": consistency})));
+        return Err(not_found(&consistency));
     };
     let data: Value = serde_json::from_str(&row.get::<String, _>(0)).map_err(ApiError::internal)?;
     Ok(Json(json!({"data": data, "consistency": consistency})))
@@ -280,9 +305,9 @@ pub(super) async fn read_many(
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (deployment, collection) = resolve(&shared, &name).await?;
-    let consistency = settle(&shared, &deployment, &mut params).await?;
+    let consistency = settle(&shared, &deployment, &collection, &mut params).await?;
     let request = generic_request(&collection, params)?;
-    let (rows, next) = list(&shared, &collection, request).await?;
+    let (rows, next) = list(&shared, &deployment, &collection, request).await?;
     Ok(Json(json!({"data": rows, "next_cursor": next, "consistency": consistency})))
 }
 
@@ -342,7 +367,7 @@ pub(super) async fn orders(
         &[("customerId", "customer_id"), ("status", "status")],
         &["limit", "cursor", "after", "wait_ms"],
     )?;
-    let consistency = settle(&shared, &deployment, &mut kept).await?;
+    let consistency = settle(&shared, &deployment, &collection, &mut kept).await?;
     let request = ListRequest {
         equals,
         ranges: Vec::new(),
@@ -350,7 +375,7 @@ pub(super) async fn orders(
         limit: kept.remove("limit"),
         cursor: kept.remove("cursor"),
     };
-    let (rows, next) = list(&shared, &collection, request).await?;
+    let (rows, next) = list(&shared, &deployment, &collection, request).await?;
     Ok(Json(json!({"data": rows, "next_cursor": next, "consistency": consistency})))
 }
 
@@ -368,7 +393,7 @@ pub(super) async fn daily_stats(
     let (deployment, collection) = resolve(&shared, "daily_order_stats").await?;
     let (bounds, mut kept) =
         renamed(params, &[("from", ">="), ("to", "<=")], &["limit", "cursor", "after", "wait_ms"])?;
-    let consistency = settle(&shared, &deployment, &mut kept).await?;
+    let consistency = settle(&shared, &deployment, &collection, &mut kept).await?;
     let mut ranges = Vec::new();
     for (op, value) in bounds {
         let parameter = if op == ">=" { "from" } else { "to" };
@@ -384,6 +409,6 @@ pub(super) async fn daily_stats(
         limit: kept.remove("limit"),
         cursor: kept.remove("cursor"),
     };
-    let (rows, next) = list(&shared, &collection, request).await?;
+    let (rows, next) = list(&shared, &deployment, &collection, request).await?;
     Ok(Json(json!({"data": rows, "next_cursor": next, "consistency": consistency})))
 }

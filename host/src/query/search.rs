@@ -12,9 +12,12 @@ use axum::Json;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use super::consistency::Consistency;
 use super::read::{resolve, settle};
 use super::rows::{self, bad, parse_instant, Cursor, Params};
+use crate::contract::Collection;
 use crate::http_error::ApiError;
+use crate::registry::Deployment;
 use crate::shared::Shared;
 use crate::sink::postgres::ddl::{ident, SEARCH_COLUMN};
 
@@ -76,6 +79,70 @@ async fn expand(pool: &sqlx::PgPool, schema: &str, word: &str) -> Result<Option<
     Ok((lexemes.len() as i64 <= MAX_EXPANSIONS).then_some(lexemes))
 }
 
+/// A search request, checked: the same for both engines.
+struct Request {
+    /// The words of `q` (none without `q`).
+    words: Vec<String>,
+    /// `(field, value)` equality filters.
+    equals: Vec<(&'static str, String)>,
+    /// Created at or after, before.
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// `relevance`, `createdAt`, `-createdAt`, `total` or `-total`.
+    sort: String,
+    limit: usize,
+    cursor: Option<String>,
+}
+
+impl Request {
+    fn parse(params: &HashMap<String, String>, config: &crate::config::QueryConfig) -> Result<Request, ApiError> {
+        let limit = rows::limit(params.get("limit"), config)?;
+        let words = params.get("q").map(|q| words(q)).unwrap_or_default();
+        let mut equals = Vec::new();
+        for (parameter, column) in [("status", "status"), ("customerId", "customer_id")] {
+            if let Some(value) = params.get(parameter) {
+                equals.push((column, value.clone()));
+            }
+        }
+        let instant = |parameter: &str| {
+            params
+                .get(parameter)
+                .map(|value| {
+                    parse_instant(value).ok_or_else(|| {
+                        bad(parameter, &format!("`{value}` is not an RFC 3339 timestamp or a date (YYYY-MM-DD)"))
+                    })
+                })
+                .transpose()
+        };
+        let (from, to) = (instant("from")?, instant("to")?);
+        let sort = match params.get("sort").map(String::as_str) {
+            None if !words.is_empty() => "relevance",
+            None => "-createdAt",
+            Some("relevance") if words.is_empty() => return Err(bad("sort", "relevance needs q")),
+            Some(s @ ("relevance" | "createdAt" | "-createdAt" | "total" | "-total")) => s,
+            Some(other) => {
+                return Err(bad(
+                    "sort",
+                    &format!("`{other}` is not one of relevance, createdAt, -createdAt, total, -total"),
+                ))
+            }
+        }
+        .to_string();
+        Ok(Request { words, equals, from, to, sort, limit, cursor: params.get("cursor").cloned() })
+    }
+
+    fn answer(
+        &self,
+        hits: Vec<Value>,
+        total: i64,
+        exact: bool,
+        next: Option<String>,
+        consistency: Consistency,
+    ) -> Value {
+        json!({"hits": hits, "total": total, "total_exact": exact, "next_cursor": next, "sort": self.sort, "consistency": consistency})
+    }
+}
+
 /// `GET /orders/search?q=&status=&customerId=&from=&to=&sort=&limit=&cursor=`.
 #[utoipa::path(get, path = "/orders/search", tag = "orders",
     params(("q" = Option<String>, Query, description = "Words from the customer name, product names, SKUs or order id; the last one matches as a prefix"),
@@ -98,56 +165,112 @@ pub(super) async fn search(
         return Err(bad(unknown, "unknown parameter"));
     }
     let (deployment, collection) = resolve(&shared, COLLECTION).await?;
-    let consistency = settle(&shared, &deployment, &mut params).await?;
-    let limit = rows::limit(params.get("limit"), &shared.config.query)?;
+    let consistency = settle(&shared, &deployment, &collection, &mut params).await?;
+    let request = Request::parse(&params, &shared.config.query)?;
+    let answer = if super::read::on_engine(&collection) {
+        on_engine(&shared, &deployment, &collection, &request, consistency).await?
+    } else {
+        on_postgres(&shared, &deployment, &collection, &request, consistency).await?
+    };
+    Ok(Json(answer))
+}
 
+/// The search on the search engine: the words through the same folding analyzer, all
+/// required, the last one a prefix (`match_bool_prefix`); the order id as the tiebreaker.
+async fn on_engine(
+    shared: &Shared,
+    deployment: &Deployment,
+    collection: &Collection,
+    request: &Request,
+    consistency: Consistency,
+) -> Result<Value, ApiError> {
+    let (engine, index) = super::engine::target(shared, deployment, collection)?;
+    let mut filters: Vec<Value> =
+        request.equals.iter().map(|(field, value)| json!({"term": {*field: value}})).collect();
+    let mut range = serde_json::Map::new();
+    if let Some(from) = request.from {
+        range.insert("gte".into(), json!(from.to_rfc3339()));
+    }
+    if let Some(to) = request.to {
+        range.insert("lt".into(), json!(to.to_rfc3339()));
+    }
+    if !range.is_empty() {
+        filters.push(json!({"range": {"created_at": range}}));
+    }
+    let mut query = json!({"bool": {"filter": filters, "must_not": [super::engine::live()]}});
+    if !request.words.is_empty() {
+        query["bool"]["must"] = json!([{"match_bool_prefix": {crate::sink::elastic::index::SEARCH: {
+            "query": request.words.join(" "), "operator": "and", "analyzer": "projector_query"}}}]);
+    }
+    let sort = match request.sort.as_str() {
+        "relevance" => json!([{"_score": {"order": "desc"}}, {"order_id": {"order": "asc"}}]),
+        field_sort => {
+            let (descending, name) = match field_sort.strip_prefix('-') {
+                Some(name) => (true, name),
+                None => (false, field_sort),
+            };
+            let field = super::read::field(collection, if name == "total" { "total" } else { "created_at" })
+                .ok_or_else(|| ApiError::internal(format!("{COLLECTION} declares no field for sort {name}")))?;
+            super::engine::sort_clauses(collection, field, descending)
+        }
+    };
+    // As on PostgreSQL: the first page of a full-text search counts every hit, other pages
+    // count up to the cap.
+    let counted_in_page = !request.words.is_empty() && request.cursor.is_none();
+    let track = if counted_in_page { json!(true) } else { json!(COUNT_CAP) };
+    let mut body = json!({"size": request.limit + 1, "query": query, "sort": sort, "track_total_hits": track});
+    if let Some(text) = &request.cursor {
+        body["search_after"] = super::engine::after(text, &request.sort)?;
+    }
+    let answer = super::engine::search(engine, &index, &body).await?;
+    let (mut hits, next) = super::engine::page(collection, &answer, &request.sort, request.limit)?;
+    if request.sort == "relevance" {
+        for (hit, found) in hits.iter_mut().zip(answer["hits"]["hits"].as_array().into_iter().flatten()) {
+            hit["_score"] = found["_score"].clone();
+        }
+    }
+    let total = answer["hits"]["total"]["value"].as_i64().unwrap_or(0);
+    let exact = answer["hits"]["total"]["relation"] == "eq";
+    Ok(request.answer(hits, total, exact, next, consistency))
+}
+
+/// The search on PostgreSQL: the words as a tsquery over the generated search document.
+async fn on_postgres(
+    shared: &Shared,
+    deployment: &Deployment,
+    collection: &Collection,
+    request: &Request,
+    consistency: Consistency,
+) -> Result<Value, ApiError> {
     let mut sql = Params::default();
     let mut conditions = Vec::new();
     let pool = shared.database.pool();
-    let words = params.get("q").map(|q| words(q)).unwrap_or_default();
+    let words = &request.words;
     let expanded = match words.last() {
         Some(last) => expand(pool, &deployment.schema, last).await?,
         None => None,
     };
     if expanded.as_ref().is_some_and(Vec::is_empty) {
         // The last word starts no lexeme at all: nothing can match.
-        return Ok(Json(
-            json!({"hits": [], "total": 0, "total_exact": true, "next_cursor": null, "sort": params.get("sort").cloned().unwrap_or_else(|| "relevance".into()), "consistency": consistency}),
-        ));
+        return Ok(request.answer(Vec::new(), 0, true, None, consistency));
     }
-    let query = tsquery(&words, expanded.as_deref()).map(|text| sql.push(text, "text"));
+    let query = tsquery(words, expanded.as_deref()).map(|text| sql.push(text, "text"));
     if let Some(query) = &query {
         conditions.push(format!("t.{} @@ projector.search_query({query})", ident(SEARCH_COLUMN)));
     }
-    for (parameter, column) in [("status", "status"), ("customerId", "customer_id")] {
-        if let Some(value) = params.get(parameter) {
-            conditions.push(format!("t.{} = {}", ident(column), sql.push(value.clone(), "text")));
-        }
+    for (column, value) in &request.equals {
+        conditions.push(format!("t.{} = {}", ident(column), sql.push(value.clone(), "text")));
     }
-    for (parameter, op) in [("from", ">="), ("to", "<")] {
-        if let Some(value) = params.get(parameter) {
-            let instant = parse_instant(value).ok_or_else(|| {
-                bad(parameter, &format!("`{value}` is not an RFC 3339 timestamp or a date (YYYY-MM-DD)"))
-            })?;
+    for (instant, op) in [(request.from, ">="), (request.to, "<")] {
+        if let Some(instant) = instant {
             conditions.push(format!("t.created_at {op} {}", sql.push(instant.to_rfc3339(), "timestamptz")));
         }
     }
     // The count sees the filters only: keep their parameters apart from the page's.
     let (filters, filter_params) = (conditions.clone(), sql.clone());
 
-    let sort = match params.get("sort").map(String::as_str) {
-        None if query.is_some() => "relevance",
-        None => "-createdAt",
-        Some(s @ ("relevance" | "createdAt" | "-createdAt" | "total" | "-total")) => s,
-        Some(other) => {
-            return Err(bad(
-                "sort",
-                &format!("`{other}` is not one of relevance, createdAt, -createdAt, total, -total"),
-            ))
-        }
-    }
-    .to_string();
-    let (key, cast, descending) = match sort.as_str() {
+    let sort = request.sort.as_str();
+    let (key, cast, descending) = match sort {
         "relevance" => {
             let query = query.as_ref().ok_or_else(|| bad("sort", "relevance needs q"))?;
             (format!("ts_rank(t.{}, projector.search_query({query}))", ident(SEARCH_COLUMN)), "real", true)
@@ -157,8 +280,8 @@ pub(super) async fn search(
         }
         _ => ("COALESCE(t.total, '-Infinity'::numeric)".to_string(), "numeric", sort.starts_with('-')),
     };
-    if let Some(text) = params.get("cursor") {
-        let cursor = Cursor::decode(text, &sort)?;
+    if let Some(text) = &request.cursor {
+        let cursor = Cursor::decode(text, sort)?;
         let [id] = cursor.key.as_slice() else { return Err(bad("cursor", "not a cursor of this search")) };
         let value = sql.push(cursor.value.clone().unwrap_or_default(), cast);
         let id = sql.push(id.clone(), "text");
@@ -173,14 +296,15 @@ pub(super) async fn search(
         }
     };
     let direction = if descending { "DESC" } else { "ASC" };
-    let view = rows::view(&collection);
+    let view = rows::view(collection);
+    let limit = request.limit;
     // A first page of a full-text search ranks every hit anyway: counting them on the way
     // costs nothing more. Otherwise a separate count, exact up to COUNT_CAP.
-    let counted_in_page = query.is_some() && !params.contains_key("cursor");
+    let counted_in_page = query.is_some() && request.cursor.is_none();
     let window = if counted_in_page { "count(*) OVER ()" } else { "0::bigint" };
     let page_sql = format!(
         "SELECT ({})::text, ({key})::text, t.order_id, {window} FROM {view} t {} ORDER BY {key} {direction}, t.order_id LIMIT {}",
-        rows::row_json(&collection),
+        rows::row_json(collection),
         clause(&conditions),
         limit + 1
     );
@@ -200,7 +324,7 @@ pub(super) async fn search(
     for (index, row) in fetched.iter().enumerate() {
         if index == limit {
             let last = &fetched[index - 1];
-            next = Some(Cursor { sort: sort.clone(), value: last.get(1), key: vec![last.get(2)] }.encode());
+            next = Some(Cursor { sort: sort.to_string(), value: last.get(1), key: vec![last.get(2)] }.encode());
             break;
         }
         let mut hit: Value = serde_json::from_str(&row.get::<String, _>(0)).map_err(ApiError::internal)?;
@@ -209,9 +333,7 @@ pub(super) async fn search(
         }
         hits.push(hit);
     }
-    Ok(Json(
-        json!({"hits": hits, "total": total, "total_exact": total_exact, "next_cursor": next, "sort": sort, "consistency": consistency}),
-    ))
+    Ok(request.answer(hits, total, total_exact, next, consistency))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! host's `spec.rs`; the shared conformance corpus (`tests/conformance/declarations.json`)
 //! holds both to the same answers.
 
-use crate::spec::{Collection, FieldType, ProjectionSpec, ScalarType, Sink};
+use crate::spec::{Collection, FieldType, ProjectionSpec, ScalarType};
 
 /// Longest projection name; collection and field identifiers may have 8 more characters.
 const MAX_NAME: usize = 40;
@@ -66,9 +66,6 @@ pub(super) fn validate(spec: &ProjectionSpec) -> Result<(), String> {
 fn check_collection(c: &Collection) -> Result<(), String> {
     if !is_identifier(&c.name) {
         return Err("the name must be lowercase ASCII letters, digits and `_`, starting with a letter".into());
-    }
-    if c.sink != Sink::Postgres {
-        return Err("the elasticsearch sink is not available in this version of the host; declare sink postgres".into());
     }
     if c.fields.is_empty() {
         return Err("declares no fields".into());

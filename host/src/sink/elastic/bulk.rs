@@ -150,7 +150,7 @@ pub fn reason(error: &Json) -> Option<String> {
 }
 
 /// The document id of a key: a single part as its text, several as a JSON array.
-fn document_id(key: &[KeyPart]) -> Result<String, String> {
+pub fn document_id(key: &[KeyPart]) -> Result<String, String> {
     let id = match key {
         [KeyPart::Text(text)] => text.clone(),
         [KeyPart::Int(i)] => i.to_string(),

@@ -267,3 +267,141 @@ fn unreachable_engine(message: &str) -> SinkError {
 fn refused(message: String, status: u16) -> SinkError {
     SinkError::Database { message, transient: status == 429 || status >= 500, by_data: false }
 }
+
+/// Contract tests: the engine's answers as Elasticsearch 8's documentation shows them, from a
+/// local HTTP server, for what no local engine does on request (an item refused with 429 while
+/// the others succeed, a mapping error body); the requests the host sends are asserted exactly.
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::routing::post;
+    use axum::{Json, Router};
+    use serde_json::{json, Value as Json_};
+
+    use super::*;
+    use crate::changeset::At;
+    use crate::contract::{FieldValue, Increment, Operation, Value};
+    use crate::spec::tests::stats_spec;
+
+    /// What the fake engine received, and the answers it gives in turn.
+    #[derive(Clone, Default)]
+    struct Script {
+        received: Arc<Mutex<Vec<String>>>,
+        answers: Arc<Mutex<Vec<(u16, Json_)>>>,
+    }
+
+    async fn bulk(State(script): State<Script>, body: Bytes) -> (axum::http::StatusCode, Json<Json_>) {
+        script.received.lock().unwrap().push(String::from_utf8(body.to_vec()).unwrap());
+        let (status, answer) = script.answers.lock().unwrap().remove(0);
+        (axum::http::StatusCode::from_u16(status).unwrap(), Json(answer))
+    }
+
+    async fn engine(script: &Script, attempts: u32) -> Engine {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().route("/_bulk", post(bulk)).with_state(script.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let config = ElasticsearchConfig { urls: vec![url], max_item_attempts: attempts, ..Default::default() };
+        Engine::new(&config).unwrap()
+    }
+
+    /// Two days incremented from partitions 0 and 3: two documents, one action each.
+    fn batch() -> (Spec, Changeset) {
+        let mut raw = stats_spec();
+        raw.collections[0].sink = SinkKind::Elasticsearch;
+        let spec = Spec::new(raw).unwrap();
+        let mut changes = Changeset::new(&spec);
+        for (day, partition, offset) in [(1, 0, 7), (2, 3, 9)] {
+            let op = Operation::Increment(Increment {
+                collection: "daily".into(),
+                key: vec![Value::Date(day)],
+                fields: vec![FieldValue { name: "count".into(), value: Value::Integer(1) }],
+            });
+            changes.apply_at(&spec, Some(At { partition, offset }), &[op]).unwrap();
+        }
+        (spec, changes)
+    }
+
+    fn item(status: u16, error: Option<Json_>) -> Json_ {
+        let mut result = json!({"_index": "projector-daily-s", "_id": "x", "status": status});
+        if let Some(error) = error {
+            result["error"] = error;
+        }
+        json!({"update": result})
+    }
+
+    #[tokio::test]
+    async fn an_item_refused_with_429_is_sent_again_alone() {
+        let script = Script::default();
+        let rejected = json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"});
+        script.answers.lock().unwrap().extend([
+            (200, json!({"took": 3, "errors": true, "items": [item(200, None), item(429, Some(rejected))]})),
+            (200, json!({"took": 1, "errors": false, "items": [item(200, None)]})),
+        ]);
+        let engine = engine(&script, 3).await;
+        let (spec, changes) = batch();
+        engine.apply("s", &spec, &changes, &[]).await.unwrap();
+        let received = script.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 2);
+        let actions = bulk::actions(engine.config(), "s", &spec, &changes, &HashSet::new()).unwrap();
+        assert_eq!(received[0], format!("{}{}", actions[0].lines, actions[1].lines));
+        assert_eq!(received[1], actions[1].lines, "only the refused document is sent again");
+    }
+
+    #[tokio::test]
+    async fn items_still_overloaded_after_every_attempt_fail_the_batch_as_transient() {
+        let script = Script::default();
+        let unavailable = json!({"type": "unavailable_shards_exception", "reason": "primary shard is not active"});
+        let first = [item(503, Some(unavailable.clone())), item(200, None)];
+        let again = [item(503, Some(unavailable))];
+        script.answers.lock().unwrap().extend([
+            (200, json!({"took": 1, "errors": true, "items": first})),
+            (200, json!({"took": 1, "errors": true, "items": again})),
+        ]);
+        let engine = engine(&script, 2).await;
+        let (spec, changes) = batch();
+        let error = engine.apply("s", &spec, &changes, &[]).await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert!(error.to_string().contains("1 documents still refused after 2 attempts"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_mapping_error_names_the_document_and_the_engines_reason() {
+        let script = Script::default();
+        // As Elasticsearch 8 answers a value its mapping cannot take.
+        let refused = json!({"type": "document_parsing_exception", "reason": "[1:12] failed to parse field [count] of type [long] in document with id '1970-01-02'",
+            "caused_by": {"type": "illegal_argument_exception", "reason": "For input string: \"x\""}});
+        script
+            .answers
+            .lock()
+            .unwrap()
+            .push((200, json!({"took": 1, "errors": true, "items": [item(400, Some(refused)), item(200, None)]})));
+        let engine = engine(&script, 3).await;
+        let (spec, changes) = batch();
+        let error = engine.apply("s", &spec, &changes, &[]).await.unwrap_err();
+        assert!(!error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "database error: the search engine refused document `1970-01-02`: document_parsing_exception: [1:12] failed to parse field [count] of type [long] in document with id '1970-01-02' (For input string: \"x\")"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_cluster_answering_429_to_the_whole_request_is_retried() {
+        let script = Script::default();
+        let whole = json!({"error": {"type": "circuit_breaking_exception", "reason": "[parent] Data too large"}, "status": 429});
+        script.answers.lock().unwrap().extend([
+            (429, whole),
+            (200, json!({"took": 1, "errors": false, "items": [item(200, None), item(200, None)]})),
+        ]);
+        let engine = engine(&script, 3).await;
+        let (spec, changes) = batch();
+        engine.apply("s", &spec, &changes, &[]).await.unwrap();
+        let received = script.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 2);
+        assert_eq!(received[0], received[1], "the whole request again");
+    }
+}

@@ -634,9 +634,6 @@ def _check_collection(c: "Collection") -> None:
     if not is_identifier(c.name):
         raise ValueError(f"collection `{c.name}`: the name must be lowercase ASCII letters, digits and `_`, "
                          "starting with a letter")
-    if c.sink is not Sink.POSTGRES:
-        raise ValueError(f"collection `{c.name}`: the {c.sink.value} sink is not available in this version "
-                         "of the host; declare sink postgres")
     if not c.fields:
         raise ValueError(f"collection `{c.name}` declares no fields")
     if len(c.fields) > MAX_FIELDS:
