@@ -2,17 +2,21 @@
 # Search latency on 1,000,000 orders under load from a real HTTP load tool (oha), against the
 # same search run directly in PostgreSQL by pgbench (the baseline, measured in the same run).
 #
-#   scripts/bench-search.sh            # ORDERS=1000000 RATE=200 DURATION=30 by default
+#   scripts/bench-search.sh            # ORDERS=1000000 RATE=200 DURATION=30 SINKS="postgres opensearch"
 #
 # Builds the order-search read model through the real pipeline (produce to Kafka, project with
-# the order-search plugin), then loads GET /orders/search with two-word queries (a first name
-# and the prefix of a last name, as typed) at a fixed rate. Results go to stdout; copy them into
-# docs/BENCHMARKS.md. Takes 10-15 minutes on 2 cores, most of it building the read model.
+# the order-search plugin) once per sink: order_search in PostgreSQL, then on the OpenSearch
+# node (a database of its own each, the same topic), reporting each projection's rate. Then it
+# loads GET /orders/search of each at a fixed rate with three classes of queries: two words as
+# typed (a first name and the prefix of a last name), a popular product word, one letter.
+# Results go to stdout; copy them into docs/BENCHMARKS.md. Takes 20-40 minutes on 2 cores, most
+# of it building the read models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORDERS=${ORDERS:-1000000}
 RATE=${RATE:-200}
 DURATION=${DURATION:-30}
+SINKS=${SINKS:-postgres opensearch}
 export PROJECTOR_KAFKA__TOPIC=bench-orders-$ORDERS-r2
 # shellcheck source=services.sh
 source scripts/services.sh
@@ -42,21 +46,57 @@ if [ "$("${PSQL[@]}" -d "$DB" -tAc "SELECT count(*) FROM information_schema.tabl
   "$PROJECTOR" produce-demo --orders "$ORDERS" --seed 2026
 fi
 
-log "Projecting (order-search only) until caught up"
-"$PROJECTOR" run >"$STATE/bench-host.log" 2>&1 &
-HOST=$!
-trap 'kill -TERM $HOST 2>/dev/null; wait $HOST 2>/dev/null || true' EXIT
-"$PROJECTOR" wait --timeout 3600
-ROWS=$("${PSQL[@]}" -d "$DB" -tAc "SELECT count(*) FROM read_models.order_search")
-log "read_models.order_search holds $ROWS orders"
-
 # A first name and the first letters of a last name, as typed (the generator's names, unaccented).
 FIRST='(zoe|kenji|jose|francois|chloe|ana|mia|liam|noah|amelie|ines|mateo|olivia|ravi|aiko|emma|lucas|hana|omar|leila|sofia|hugo|nora|priya|astrid|ingrid|mei|pablo|sven|viktor)'
 LAST='(mul|wat|alv|dub|lef|bor|now|sch|gar|ros|jan|smi|tan|kow|fer|mor|eri|yil|cos|had|nak|lin|hor|pet|cas|fon|her|lam|mar|ole|per|ram|tho|yam)'
-log "oha: GET /orders/search?q=<first name> <last-name prefix>, $RATE requests/s for $DURATION s"
-# oha's URL regex: literal dots and question marks as character classes.
-"$OHA" --no-tui -z "${DURATION}s" -q "$RATE" --latency-correction -c 8 \
-  --rand-regex-url "http://127[.]0[.]0[.]1:8080/orders/search[?]q=$FIRST%20$LAST&limit=20"
+# Popular words: a product name word (each in about one order of six), and one letter typed.
+PRODUCT='(espresso|grinder|kettle|filters|stoneware|dripper|scale|decaf|tamper|jug|brew|chemex|aeropress|yirgacheffe|huila|cleaning)'
+LETTER='(a|b|c|d|e|f|g|h|k|l|m|n|o|p|r|s|t|v|w|y|z)'
+
+# Loads the running host's search with one class of queries.
+load() {
+  local what=$1 q=$2
+  log "oha ($SINK): GET /orders/search?q=$what, $RATE requests/s for $DURATION s"
+  # oha's URL regex: literal dots and question marks as character classes.
+  "$OHA" --no-tui -z "${DURATION}s" -q "$RATE" --latency-correction -c 8 \
+    --rand-regex-url "http://127[.]0[.]0[.]1:8080/orders/search[?]q=$q&limit=20"
+}
+
+# Builds the read model with the order_search collection on $SINK (a database of its own per
+# sink, both from the same topic), reports the projection rate, then loads the search.
+for SINK in $SINKS; do
+  (
+    case $SINK in
+      postgres) SINK_DB=$DB ;;
+      opensearch)
+        SINK_DB=${DB}_es
+        start_search
+        export PROJECTOR_ELASTICSEARCH__URLS="[\"$PROJECTOR_TEST_ES\"]"
+        export PROJECTOR_ELASTICSEARCH__COLLECTIONS='["order_search"]'
+        export PROJECTOR_ELASTICSEARCH__INDEX_PREFIX="bench-$ORDERS-"
+        ;;
+      *) echo "SINKS: unknown sink $SINK (postgres, opensearch)" >&2; exit 2 ;;
+    esac
+    "${PSQL[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = '$SINK_DB'" | grep -q 1 || "${PSQL[@]}" -qc "CREATE DATABASE $SINK_DB"
+    export PROJECTOR_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/$SINK_DB
+    log "Projecting (order-search only, order_search on $SINK) until caught up"
+    "$PROJECTOR" run >"$STATE/bench-host-$SINK.log" 2>&1 &
+    HOST=$!
+    trap 'kill -TERM $HOST 2>/dev/null; wait $HOST 2>/dev/null || true' EXIT
+    "$PROJECTOR" wait --timeout 3600
+    if [ "$SINK" = postgres ]; then
+      ROWS=$("${PSQL[@]}" -d "$SINK_DB" -tAc "SELECT count(*) FROM read_models.order_search")
+      log "read_models.order_search holds $ROWS orders"
+    else
+      ROWS=$(curl -fsS "$PROJECTOR_TEST_ES/bench-$ORDERS-order_search/_count" -H 'content-type: application/json' \
+        -d '{"query": {"bool": {"must_not": {"term": {"projector-deleted": true}}}}}')
+      log "index bench-$ORDERS-order_search: $ROWS"
+    fi
+    load "<first name> <last-name prefix>" "$FIRST%20$LAST"
+    load "<product word>" "$PRODUCT"
+    load "<one letter>" "$LETTER"
+  )
+done
 
 log "Baseline: the same search SQL in PostgreSQL through pgbench, $RATE transactions/s for $DURATION s"
 SCRIPT=$(mktemp)

@@ -389,6 +389,57 @@ mod tests {
         );
     }
 
+    /// The `Authorization` header each configured credential sends (Elasticsearch's basic and
+    /// API key schemes), seen by a local server.
+    #[tokio::test]
+    async fn credentials_reach_the_engine_as_configured() {
+        async fn seen(headers: axum::http::HeaderMap, State(log): State<Arc<Mutex<Vec<String>>>>) -> Json<Json_> {
+            let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            log.lock().unwrap().push(auth);
+            Json(json!({"acknowledged": true}))
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().route("/_scripts/{id}", axum::routing::put(seen)).with_state(log.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let basic = ElasticsearchConfig {
+            urls: vec![url.clone()],
+            username: Some("projector".into()),
+            password: Some("s3cret".into()),
+            ..Default::default()
+        };
+        let key = ElasticsearchConfig {
+            urls: vec![url],
+            api_key: Some("VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==".into()),
+            ..Default::default()
+        };
+        Engine::new(&basic).unwrap().install_script().await.unwrap();
+        Engine::new(&key).unwrap().install_script().await.unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "Basic cHJvamVjdG9yOnMzY3JldA==".to_string(),
+                "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_certificate_authority_that_cannot_be_used_is_refused_at_start() {
+        let with_ca = |path: &std::path::Path| ElasticsearchConfig {
+            urls: vec!["https://es.example:9200".into()],
+            ca_cert: Some(path.to_path_buf()),
+            ..Default::default()
+        };
+        let missing = Engine::new(&with_ca(std::path::Path::new("/nonexistent/ca.pem"))).err().unwrap().to_string();
+        assert!(missing.starts_with("elasticsearch.ca_cert: cannot read /nonexistent/ca.pem"), "{missing}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "not a certificate").unwrap();
+        let garbage = Engine::new(&with_ca(file.path())).err().unwrap().to_string();
+        assert!(garbage.contains("is not PEM certificates"), "{garbage}");
+    }
+
     #[tokio::test]
     async fn an_overloaded_cluster_answering_429_to_the_whole_request_is_retried() {
         let script = Script::default();
