@@ -246,3 +246,84 @@ async fn reads_answer_as_on_postgresql() {
     let refused = reqwest::get(format!("{base}/read-models/order_summaries?item_count=3")).await.unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
 }
+
+/// The write path itself against the engine: a batch applied twice, then the same events cut
+/// into a batch that overlaps what was applied, leave each document as if every event were
+/// applied once: increments from two partitions counted once each, the set field at its last
+/// value, a deleted document gone and not revived by a stale write of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn replayed_and_recut_batches_change_each_document_once() {
+    use projector::changeset::{At, Changeset};
+    use projector::contract::{Delete, FieldValue, Increment, Operation, ProjectionSpec, Upsert, Value};
+    use projector::sink::elastic;
+
+    let test = Engine::new("es-replay");
+    let config = projector::config::ElasticsearchConfig {
+        urls: vec![test.url.clone()],
+        index_prefix: test.prefix.clone(),
+        ..Default::default()
+    };
+    let raw: ProjectionSpec = serde_json::from_value(serde_json::json!({
+        "name": "tallies", "version": 1, "collections": [{
+            "name": "tallies", "sink": "elasticsearch", "primary_key": ["id"], "fields": [
+                {"name": "id", "type": "text"},
+                {"name": "count", "type": "integer", "nullable": true},
+                {"name": "amount", "type": "decimal", "nullable": true},
+                {"name": "label", "type": "text", "nullable": true}]}]}))
+    .unwrap();
+    let spec = projector::spec::Spec::new(raw).unwrap();
+    let engine = elastic::Engine::new(&config).unwrap();
+    engine.install_script().await.unwrap();
+    engine.ensure_indices("tally_v1", &spec).await.unwrap();
+
+    let key = |id: &str| vec![Value::Text(id.into())];
+    let add = |id: &str, amount: &str| {
+        Operation::Increment(Increment {
+            collection: "tallies".into(),
+            key: key(id),
+            fields: vec![
+                FieldValue { name: "count".into(), value: Value::Integer(1) },
+                FieldValue { name: "amount".into(), value: Value::Decimal(amount.into()) },
+            ],
+        })
+    };
+    let label = |id: &str, text: &str| {
+        Operation::Upsert(Upsert {
+            collection: "tallies".into(),
+            key: key(id),
+            fields: vec![FieldValue { name: "label".into(), value: Value::Text(text.into()) }],
+        })
+    };
+    let delete = |id: &str| Operation::Delete(Delete { collection: "tallies".into(), key: key(id) });
+    // (partition, offset, operations), in the order a consumer may read them.
+    let events: Vec<(i32, i64, Vec<Operation>)> = vec![
+        (0, 10, vec![add("a", "1.10"), label("a", "first")]),
+        (1, 3, vec![add("a", "2.05"), add("b", "5")]),
+        (0, 11, vec![add("a", "0.85"), label("b", "kept?")]),
+        (1, 4, vec![delete("b"), label("a", "second")]),
+        (0, 12, vec![add("a", "10")]),
+        (1, 5, vec![add("c", "0.01")]),
+    ];
+    let batch = |range: std::ops::Range<usize>| {
+        let mut changes = Changeset::new(&spec);
+        for (partition, offset, operations) in &events[range] {
+            changes.apply_at(&spec, Some(At { partition: *partition, offset: *offset }), operations).unwrap();
+        }
+        changes
+    };
+    engine.apply("tally_v1", &spec, &batch(0..4), &[]).await.unwrap();
+    engine.apply("tally_v1", &spec, &batch(0..4), &[]).await.unwrap();
+    engine.apply("tally_v1", &spec, &batch(2..6), &[]).await.unwrap();
+    // A stale owner writing an old batch late.
+    engine.apply("tally_v1", &spec, &batch(1..3), &[]).await.unwrap();
+
+    let index = elastic::index::name(&config, "tallies", "tally_v1");
+    let documents = test.documents(&index, "id").await;
+    assert_eq!(
+        documents,
+        vec![
+            serde_json::json!({"id": "a", "count": 4, "amount": "14.00", "label": "second"}),
+            serde_json::json!({"id": "c", "count": 1, "amount": "0.01"}),
+        ]
+    );
+}
