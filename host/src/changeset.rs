@@ -156,7 +156,7 @@ impl Changeset {
         for (index, operation) in operations.iter().enumerate() {
             apply_one(spec, &mut scratch, operation).map_err(|message| format!("operation {index}: {message}"))?;
         }
-        let at = at.filter(|_| spec.collections().any(|(c, _)| c.sink == Sink::Elasticsearch));
+        let at = at.filter(|_| spec.on_search_engine());
         if let Some(at) = at {
             // The event alone, folded from nothing: its step of each row it touches.
             let mut own = BTreeMap::new();

@@ -52,6 +52,8 @@ pub struct Spec {
     raw: ProjectionSpec,
     collections: Vec<CollectionInfo>,
     by_name: HashMap<String, usize>,
+    /// Whether a collection is on the search engine (known once, asked per event).
+    on_search_engine: bool,
 }
 
 /// One validated collection.
@@ -93,7 +95,8 @@ impl Spec {
             }
             collections.push(info);
         }
-        Ok(Self { raw, collections, by_name })
+        let on_search_engine = raw.collections.iter().any(|c| c.sink == Sink::Elasticsearch);
+        Ok(Self { raw, collections, by_name, on_search_engine })
     }
 
     /// The declaration as the plugin returned it.
@@ -114,6 +117,11 @@ impl Spec {
     /// The declared collections with their lookup tables.
     pub fn collections(&self) -> impl Iterator<Item = (&Collection, &CollectionInfo)> {
         self.raw.collections.iter().zip(&self.collections)
+    }
+
+    /// Whether any collection is on the search engine.
+    pub fn on_search_engine(&self) -> bool {
+        self.on_search_engine
     }
 
     /// Finds a collection by its declared name.
